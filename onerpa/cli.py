@@ -1,0 +1,58 @@
+"""The ``onerpa-support`` command. Every subcommand is listed here, explicitly."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from onerpa import db
+from onerpa.settings import Settings, SettingsError
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, or stop with the setting that is wrong."""
+    try:
+        return Settings.from_env()
+    except SettingsError as err:
+        raise click.ClickException(f"configuration error: {err}") from None
+
+
+def open_database(settings: Settings):  # type: ignore[no-untyped-def]
+    """Create the engine, run migrations, and return the engine."""
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.migrate(engine)
+    except Exception as err:  # a dead or misconfigured database must say so plainly
+        raise click.ClickException(f"database {engine.url!r} is not usable: {err}") from None
+    return engine
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """Call handling for the OneRPA technical-support line."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    settings = load_settings()
+    engine = open_database(settings)
+    click.echo(f"database is up to date: {engine.url!r}")
+
+
+def _register() -> None:
+    from onerpa import commands
+
+    for command in commands.ALL:
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,10 @@
+"""The subcommands of ``onerpa-support`` other than the basics in ``cli``.
+
+Each feature module exposes a click command; this list is the one place they are joined.
+"""
+
+from __future__ import annotations
+
+import click
+
+ALL: list[click.Command] = []

@@ -1,0 +1,220 @@
+"""The tables: customers and what they bought, etiquette refusals, and calls.
+
+Moments are stored in UTC and always come back time-zone aware, on SQLite as on
+PostgreSQL. Calendar days (purchase dates, subscription ends) are plain dates, read as
+Moscow days by the entitlement rules.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment stored as UTC and returned aware, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("refusing to store a naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# An id type that is BIGINT on PostgreSQL and the rowid alias on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_number: Mapped[str] = mapped_column(String(32), unique=True)
+    organisation: Mapped[str] = mapped_column(String(300))
+    contact_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    phones: Mapped[list[PhoneNumber]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
+    licences: Mapped[list[Licence]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
+    updates: Mapped[list[UpdatePurchase]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
+
+
+class PhoneNumber(Base):
+    __tablename__ = "phone_numbers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    e164: Mapped[str] = mapped_column(String(16), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+
+    customer: Mapped[Customer] = relationship(back_populates="phones")
+
+
+class Licence(Base):
+    """A purchase of OneRPA software."""
+
+    __tablename__ = "licences"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    licence_number: Mapped[str | None] = mapped_column(String(64), unique=True)
+    product: Mapped[str] = mapped_column(String(200))
+    purchased_on: Mapped[date] = mapped_column(Date)
+
+    customer: Mapped[Customer] = relationship(back_populates="licences")
+
+
+class UpdatePurchase(Base):
+    """A purchase of software updates, buying ``months`` of free support."""
+
+    __tablename__ = "update_purchases"
+    __table_args__ = (CheckConstraint("months > 0", name="months_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    purchased_on: Mapped[date] = mapped_column(Date)
+    months: Mapped[int] = mapped_column(Integer, default=12)
+
+    customer: Mapped[Customer] = relationship(back_populates="updates")
+
+
+class Subscription(Base):
+    """An online-service subscription; no ``ends_on`` means open-ended."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    service: Mapped[str] = mapped_column(String(200))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship(back_populates="subscriptions")
+
+
+class Refusal(Base):
+    """An etiquette refusal on a customer or on one number. Lifted, never deleted."""
+
+    __tablename__ = "refusals"
+    __table_args__ = (
+        CheckConstraint(
+            "customer_id IS NOT NULL OR phone_e164 IS NOT NULL", name="has_target"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    phone_e164: Mapped[str | None] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(100))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Call(Base):
+    """One call to the line, written from its first moment and updated as it goes."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_arrived_at", "arrived_at"),
+        Index("ix_calls_caller_e164_arrived_at", "caller_e164", "arrived_at"),
+        Index("ix_calls_customer_id_arrived_at", "customer_id", "arrived_at"),
+        Index("ix_calls_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    call_ref: Mapped[str] = mapped_column(String(36), unique=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    linkedid: Mapped[str] = mapped_column(String(64), default="")
+    channel: Mapped[str] = mapped_column(Text, default="")
+    callerid_raw: Mapped[str] = mapped_column(Text, default="")
+    callerid_name: Mapped[str] = mapped_column(Text, default="")
+    caller_e164: Mapped[str | None] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    identified_by: Mapped[str | None] = mapped_column(String(16))
+    digits: Mapped[str] = mapped_column(Text, default="")
+    decision: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    topic: Mapped[str | None] = mapped_column(String(32))
+    route: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32), default="arrived")
+    status: Mapped[str] = mapped_column(String(24), default="in_ivr")
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False)
+    server: Mapped[str] = mapped_column(String(100), default="")
+    arrived_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    left_ivr_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    agent: Mapped[str | None] = mapped_column(String(100))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(16))

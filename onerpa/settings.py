@@ -1,0 +1,229 @@
+"""One settings object, built from the environment and validated at start-up.
+
+Every setting is an ``ONERPA_*`` environment variable (``DATABASE_URL`` is also read, as
+container platforms set it). A wrong value stops start-up with a message naming the
+setting; nothing deep in the code reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from pathlib import Path
+
+from onerpa.hours import SupportCalendar
+
+DEFAULT_DATABASE_URL = "sqlite:///var/onerpa-support.sqlite3"
+_DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+_HOURS_ITEM = re.compile(
+    r"^(?P<first>[a-z]{3})(?:-(?P<last>[a-z]{3}))?\s+"
+    r"(?:(?P<closed>closed)|(?P<opens>\d{1,2}:\d{2})-(?P<closes>\d{1,2}:\d{2}))$"
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service is configured with."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    fastagi_host: str = "127.0.0.1"
+    fastagi_port: int = 4573
+    allowed_peers: tuple[str, ...] = ("127.0.0.1", "::1")
+    calendar: SupportCalendar = field(default_factory=SupportCalendar)
+    queue: str = "onerpa-support"
+    sales_extension: str = ""
+    support_email: str = "info@onerpa.ru"
+    decision_budget: timedelta = timedelta(seconds=1)
+    consultation_target: timedelta = timedelta(minutes=3)
+    consultation_limit: timedelta = timedelta(minutes=5)
+    wait_target: timedelta = timedelta(seconds=60)
+    digits_tries: int = 2
+    digits_timeout: timedelta = timedelta(seconds=7)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (the process environment by default)."""
+        env = os.environ if env is None else env
+        get = _Reader(env)
+        limit = get.seconds("ONERPA_CONSULTATION_LIMIT_SECONDS", 300)
+        target = get.seconds("ONERPA_CONSULTATION_TARGET_SECONDS", 180)
+        if target >= limit:
+            raise SettingsError(
+                "ONERPA_CONSULTATION_TARGET_SECONDS", "must be below the consultation limit"
+            )
+        return cls(
+            database_url=get.database_url(),
+            fastagi_host=get.text("ONERPA_FASTAGI_HOST", "127.0.0.1"),
+            fastagi_port=get.port("ONERPA_FASTAGI_PORT", 4573),
+            allowed_peers=get.addresses("ONERPA_FASTAGI_ALLOWED", ("127.0.0.1", "::1")),
+            calendar=get.calendar(),
+            queue=get.text("ONERPA_QUEUE", "onerpa-support"),
+            sales_extension=get.extension("ONERPA_SALES_EXTENSION"),
+            support_email=get.text("ONERPA_SUPPORT_EMAIL", "info@onerpa.ru"),
+            decision_budget=get.seconds("ONERPA_DECISION_BUDGET_SECONDS", 1.0),
+            consultation_target=target,
+            consultation_limit=limit,
+            wait_target=get.seconds("ONERPA_WAIT_TARGET_SECONDS", 60),
+            digits_tries=get.integer("ONERPA_DIGITS_TRIES", 2, low=1, high=5),
+            digits_timeout=get.seconds("ONERPA_DIGITS_TIMEOUT_SECONDS", 7),
+        )
+
+
+class _Reader:
+    """Read and validate one kind of value each; errors name the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def database_url(self) -> str:
+        url = self.raw("ONERPA_DATABASE_URL") or self.raw("DATABASE_URL")
+        if url is None:
+            return DEFAULT_DATABASE_URL
+        if url.startswith("postgres://"):  # the form Heroku-style platforms hand out
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if not url.startswith(("sqlite://", "postgresql")):
+            raise SettingsError("ONERPA_DATABASE_URL", "must be a sqlite:// or postgresql:// URL")
+        return url
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(name, f"{value!r} is not a whole number") from None
+        if not low <= number <= high:
+            raise SettingsError(name, f"must be between {low} and {high}")
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, low=1, high=65535)
+
+    def seconds(self, name: str, default: float) -> timedelta:
+        value = self.raw(name)
+        if value is None:
+            return timedelta(seconds=default)
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(name, f"{value!r} is not a number of seconds") from None
+        if not 0 < number < 86400:
+            raise SettingsError(name, "must be a positive number of seconds under a day")
+        return timedelta(seconds=number)
+
+    def addresses(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        items = tuple(item.strip() for item in value.split(",") if item.strip())
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise SettingsError(name, f"{item!r} is not an IP address or network") from None
+        return items
+
+    def extension(self, name: str) -> str:
+        value = self.raw(name) or ""
+        if value and not re.fullmatch(r"[0-9A-Za-z_*#+-]{1,40}", value):
+            raise SettingsError(name, f"{value!r} is not a dialplan extension")
+        return value
+
+    def dates(self, name: str) -> frozenset[date]:
+        value = self.raw(name)
+        if value is None:
+            return frozenset()
+        days = set()
+        for item in value.split(","):
+            try:
+                days.add(date.fromisoformat(item.strip()))
+            except ValueError:
+                raise SettingsError(name, f"{item.strip()!r} is not a YYYY-MM-DD date") from None
+        return frozenset(days)
+
+    def calendar(self) -> SupportCalendar:
+        shortening = self.integer(
+            "ONERPA_PRE_HOLIDAY_SHORTENING_MINUTES", 60, low=0, high=24 * 60
+        )
+        base = SupportCalendar()
+        return SupportCalendar(
+            timezone=self.timezone(),
+            weekly=self.weekly(base.weekly),
+            pre_holiday_shortening=timedelta(minutes=shortening),
+            extra_closed=self.dates("ONERPA_CLOSED_DATES"),
+            extra_working=self.dates("ONERPA_WORKING_DATES"),
+            extra_short=self.dates("ONERPA_SHORT_DATES"),
+        )
+
+    def timezone(self) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        name = self.text("ONERPA_TIMEZONE", "Europe/Moscow")
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError("ONERPA_TIMEZONE", f"{name!r} is not a known time zone") from None
+        return name
+
+    def weekly(self, default: Mapping[int, tuple[time, time] | None]) -> dict:
+        """Parse ``mon-fri 09:00-17:00; sat 10:00-14:00; sun closed``."""
+        value = self.raw("ONERPA_HOURS")
+        weekly = dict(default)
+        if value is None:
+            return weekly
+        for item in value.lower().split(";"):
+            parse_hours_item(item.strip(), weekly)
+        return weekly
+
+
+def parse_hours_item(item: str, weekly: dict) -> None:
+    """Apply one ``mon-fri 09:00-17:00`` item to ``weekly``."""
+    match = _HOURS_ITEM.match(item)
+    name = "ONERPA_HOURS"
+    if not match or match["first"] not in _DAYS or (match["last"] or "mon") not in _DAYS:
+        raise SettingsError(name, f"{item!r} is not like 'mon-fri 09:00-17:00' or 'sun closed'")
+    first = _DAYS[match["first"]]
+    last = _DAYS[match["last"]] if match["last"] else first
+    if last < first:
+        raise SettingsError(name, f"{item!r}: days run backwards")
+    hours = None
+    if not match["closed"]:
+        try:
+            opens, closes = time.fromisoformat(match["opens"].zfill(5)), time.fromisoformat(
+                match["closes"].zfill(5)
+            )
+        except ValueError:
+            raise SettingsError(name, f"{item!r}: not a time of day") from None
+        if closes <= opens:
+            raise SettingsError(name, f"{item!r}: closes before it opens")
+        hours = (opens, closes)
+    for day in range(first, last + 1):
+        weekly[day] = hours
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the file behind a sqlite URL (None for in-memory or other databases)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url in (prefix, "sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix(prefix))
