@@ -1,0 +1,36 @@
+"""Assemble the call-flow services from settings, and take them down again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from ivr.lookup import Directory
+from ivr.services import Services, system_clock
+from onerpa import db
+from onerpa.recorder import CallRecorder
+from onerpa.settings import Settings
+
+
+def build_services(
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = system_clock,
+    lookup_workers: int = 16,
+) -> Services:
+    """Return the services a route runs with, on ``engine``."""
+    return Services(
+        settings=settings,
+        directory=Directory(db.session_factory(engine), workers=lookup_workers),
+        recorder=CallRecorder(engine),
+        clock=clock,
+    )
+
+
+def close_services(services: Services, timeout: float = 5.0) -> None:
+    """Write what is pending and release the pools."""
+    services.recorder.close(timeout)
+    services.directory.close()

@@ -1,0 +1,50 @@
+"""Classic AGI: the same call flow, run by Asterisk as a process per call.
+
+Use from the dialplan as ``AGI(onerpa-agi)`` (the console script) for small installs; the
+FastAGI server is the way to run in production. Only the AGI protocol may reach stdout:
+anything else printed would corrupt it, so ``sys.stdout`` is pointed at stderr first.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from ivr.agi import AGIChannel, AGIError
+from ivr.app import build_services, close_services
+from ivr.runner import run_session
+from onerpa import db
+from onerpa.settings import Settings, SettingsError
+
+log = logging.getLogger("ivr.classic")
+
+
+def main() -> int:
+    """Serve one call on stdin/stdout; the exit status is always 0 for Asterisk."""
+    agi_in, agi_out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print() must not reach Asterisk
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="onerpa-agi: %(message)s")
+    try:
+        channel = AGIChannel(agi_in, agi_out, classic=True)
+    except AGIError as err:
+        log.error("no AGI session: %s", err)
+        return 0
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:
+        # The dialplan sees no route and takes the caller to the queue by its fallback.
+        log.error("configuration error: %s", err)
+        return 0
+    engine = db.make_engine(settings.database_url)
+    services = build_services(settings, engine, lookup_workers=2)
+    try:
+        run_session(channel, services)
+    finally:
+        close_services(services, timeout=2.0)
+        channel.close()
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Customer look-ups under a time budget, so a slow database never keeps a caller waiting.
+
+Each call gets a budget (about a second in all). Look-ups run on a small shared pool; when
+one fails or the budget runs out, ``DirectoryUnavailable`` tells the flow to let the caller
+through to an agent as ``degraded``. A look-up that overran keeps its pool thread until the
+database answers or times out on its own; the caller has already moved on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from onerpa import directory
+from onerpa.entitlement import RefusalFlag
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DirectoryUnavailable(Exception):
+    """The customer directory did not answer within the call's budget."""
+
+
+class Directory:
+    """The customer directory as the call flow sees it: look-ups that respect a budget."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, workers: int = 16) -> None:
+        self.sessions = sessions
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookup")
+
+    def budget(self, seconds: float) -> Budget:
+        """Start a budget of ``seconds`` for one call's look-ups."""
+        return Budget(self, seconds)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _in_session(self, work: Callable[[Session], T]) -> T:
+        with self.sessions() as session:
+            return work(session)
+
+
+class Budget:
+    """One call's remaining time for look-ups."""
+
+    def __init__(self, directory_: Directory, seconds: float) -> None:
+        self.directory = directory_
+        self.remaining = seconds
+
+    def by_phone(self, e164: str) -> directory.CustomerCard | None:
+        """Return the customer owning ``e164``, or None."""
+        return self._run(lambda s: directory.find_by_phone(s, e164))
+
+    def by_number(self, digits: str) -> directory.CustomerCard | None:
+        """Return the customer with customer or licence number ``digits``, or None."""
+        return self._run(lambda s: directory.find_by_number(s, digits))
+
+    def phone_refusals(self, e164: str) -> tuple[RefusalFlag, ...]:
+        """Return etiquette refusals set on the number itself."""
+        return self._run(lambda s: directory.refusals_for_phone(s, e164))
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        if self.remaining <= 0:
+            raise DirectoryUnavailable("look-up budget spent")
+        started = time.monotonic()
+        future = self.directory.pool.submit(self.directory._in_session, work)
+        try:
+            return future.result(timeout=self.remaining)
+        except FutureTimeout:
+            future.cancel()
+            raise DirectoryUnavailable("customer directory too slow") from None
+        except Exception as err:  # any database failure means the same to the caller
+            log.warning("customer directory failed: %s", err)
+            raise DirectoryUnavailable(str(err)) from err
+        finally:
+            self.remaining -= time.monotonic() - started

@@ -1,0 +1,16 @@
+"""The FastAGI scripts this server answers, listed in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ivr import dialplan
+from ivr.agi import AGIChannel
+from ivr.routes import call
+from ivr.services import Services
+
+Route = Callable[[AGIChannel, Services], None]
+
+ROUTES: dict[str, Route] = {
+    dialplan.SCRIPT_CALL: call.run,
+}

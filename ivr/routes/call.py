@@ -1,0 +1,316 @@
+"""The support-line call: greet, check hours, identify, apply the rules, ask why, route.
+
+The route decides and records; it never hangs up. It sets the dialplan's variables and
+returns, and ``asterisk/extensions.conf`` acts on ``ONERPA_ROUTE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ivr import dialplan, speech
+from ivr.agi import AGIChannel, AGIError, AGIHangup
+from ivr.dialplan import Route, Topic
+from ivr.lookup import Budget, DirectoryUnavailable
+from ivr.services import Services
+from onerpa import entitlement, hours
+from onerpa.callstatus import CallStatus, EndedBy
+from onerpa.directory import CustomerCard
+from onerpa.entitlement import Reason
+from onerpa.phone import normalize
+
+log = logging.getLogger(__name__)
+
+DECISION_CLOSED = "closed"
+DECISION_DEGRADED = "degraded"
+TOPIC_KEYS = {"1": Topic.BUG, "2": Topic.HOWTO, "3": Topic.LICENSING}
+MENU_TIMEOUT_MS = 5000
+_SUMMARY_LIMIT = 250
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where the call goes and why, as the dialplan and the agent see it."""
+
+    route: Route
+    decision: str
+    explanation: str = ""
+    reason: str | None = None
+    topic: Topic = Topic.NONE
+    card: CustomerCard | None = None
+    identified_by: str | None = None
+
+
+class CallLog:
+    """The call's record: every change goes to the recorder as it happens."""
+
+    def __init__(self, services: Services, channel: AGIChannel) -> None:
+        self.services = services
+        self.call_ref = str(uuid.uuid4())
+        self.step = "arrived"
+        self.digits: list[str] = []
+        env = channel.env
+        raw = env.get("agi_callerid", "")
+        self.e164 = normalize(raw)
+        self.record(
+            uniqueid=env.get("agi_uniqueid", "")[:64],
+            linkedid=env.get("agi_linkedid", env.get("agi_uniqueid", ""))[:64],
+            channel=env.get("agi_channel", ""),
+            callerid_raw=raw,
+            callerid_name=env.get("agi_calleridname", ""),
+            caller_e164=self.e164,
+            arrived_at=services.clock(),
+            server=services.server,
+            status=CallStatus.IN_IVR.value,
+            step=self.step,
+        )
+
+    def record(self, **fields: object) -> None:
+        self.services.recorder.record(self.call_ref, **fields)
+
+    def reached(self, step: str) -> None:
+        self.step = step
+        self.record(step=step)
+
+    def entered(self, digits: str) -> None:
+        self.digits.append(digits)
+        self.record(digits=" ".join(self.digits))
+
+
+def run(channel: AGIChannel, services: Services) -> None:
+    """Handle one call to the support line."""
+    call = CallLog(services, channel)
+    channel.set_variable(dialplan.VAR_CALL_ID, call.call_ref)
+    try:
+        outcome = _flow(channel, services, call)
+    except AGIHangup:
+        log.info("call %s: caller hung up at step %s", call.call_ref, call.step)
+        call.record(
+            status=CallStatus.ABANDONED_IVR.value, ended_at=services.clock(), ended_by=EndedBy.CALLER.value
+        )
+        return
+    except AGIError:
+        # The connection itself broke: nothing more can be said on it.
+        call.record(status=CallStatus.LOST.value, ended_by=EndedBy.ERROR.value)
+        raise
+    except Exception:
+        # Never strand a caller: whatever broke, let the call through to a human.
+        log.exception("call %s: failed at step %s; letting the call through", call.call_ref, call.step)
+        outcome = Outcome(Route.QUEUE, DECISION_DEGRADED, "Сбой обработки звонка: клиент не проверен")
+    finish(channel, services, call, outcome)
+
+
+def finish(channel: AGIChannel, services: Services, call: CallLog, outcome: Outcome) -> None:
+    """Record the outcome and hand the call back to the dialplan."""
+    now = services.clock()
+    card = outcome.card
+    call.record(
+        decision=outcome.decision,
+        reason=outcome.reason,
+        explanation=outcome.explanation,
+        topic=outcome.topic.value,
+        route=outcome.route.value,
+        customer_id=card.customer_id if card else None,
+        identified_by=outcome.identified_by,
+        degraded=outcome.decision == DECISION_DEGRADED,
+        decided_at=now,
+        left_ivr_at=now,
+        status=_status_after(outcome.route).value,
+        queued_at=now if outcome.route is Route.QUEUE else None,
+        step="routed",
+    )
+    if _status_after(outcome.route) is CallStatus.ENDED_IVR:
+        # The dialplan hangs up right away; the hang-up hook refines the moment.
+        call.record(ended_at=now, ended_by=EndedBy.SYSTEM.value)
+    for name, value in variables(services, call, outcome).items():
+        channel.set_variable(name, value)
+
+
+def _status_after(route: Route) -> CallStatus:
+    if route is Route.QUEUE:
+        return CallStatus.QUEUED
+    if route is Route.SALES:
+        return CallStatus.TRANSFERRED
+    return CallStatus.ENDED_IVR
+
+
+def variables(services: Services, call: CallLog, outcome: Outcome) -> dict[str, str]:
+    """Return the channel variables the dialplan reads for ``outcome``."""
+    return {
+        dialplan.VAR_DECISION: outcome.decision,
+        dialplan.VAR_TOPIC: outcome.topic.value,
+        dialplan.VAR_CUSTOMER: outcome.card.customer_number if outcome.card else "",
+        dialplan.VAR_SUMMARY: summary(outcome),
+        dialplan.VAR_QUEUE: services.settings.queue,
+        dialplan.VAR_SALES: services.settings.sales_extension,
+        # Last: the dialplan treats a set route as "the AGI finished its work".
+        dialplan.VAR_ROUTE: outcome.route.value,
+    }
+
+
+def summary(outcome: Outcome) -> str:
+    """Return one printable line for the agent: who, entitlement, topic."""
+    who = outcome.card.organisation if outcome.card else "не опознан"
+    text = f"{who} | {outcome.explanation} | тема: {outcome.topic.value}"
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable[:_SUMMARY_LIMIT]
+
+
+def _flow(channel: AGIChannel, services: Services, call: CallLog) -> Outcome:
+    channel.answer()
+    call.reached("greeting")
+    channel.play(speech.GREETING)
+    now = services.clock()
+    calendar = services.settings.calendar
+    status = hours.line_status(calendar, now)
+    if not status.is_open:
+        call.reached("closed")
+        local = now.astimezone(calendar.zone)
+        opening = status.next_opening.astimezone(calendar.zone) if status.next_opening else None
+        for prompt in speech.closed_message(local, opening):
+            channel.play(prompt)
+        return Outcome(Route.CLOSED, DECISION_CLOSED, "Звонок вне часов работы")
+    budget = services.directory.budget(services.settings.decision_budget.total_seconds())
+    try:
+        card, identified_by, refusals = _identify(channel, services, call, budget)
+    except DirectoryUnavailable as err:
+        log.warning("call %s: routed degraded: %s", call.call_ref, err)
+        return _degraded(channel, call)
+    return _apply_rules(channel, services, call, card, identified_by, refusals)
+
+
+def _identify(
+    channel: AGIChannel, services: Services, call: CallLog, budget: Budget
+) -> tuple[CustomerCard | None, str | None, tuple[entitlement.RefusalFlag, ...]]:
+    """Find the caller by caller ID, else by keypad digits; with refusals on the number."""
+    call.reached("identify")
+    if call.e164:
+        card = budget.by_phone(call.e164)
+        if card is not None:
+            return card, "caller_id", ()
+        refusals = budget.phone_refusals(call.e164)
+        if entitlement.active_refusal(refusals, services.clock()):
+            return None, None, refusals  # a refused number is not asked for digits
+    else:
+        refusals = ()
+    card = _ask_customer_number(channel, services, call, budget)
+    return card, "digits" if card else None, refusals
+
+
+def _ask_customer_number(
+    channel: AGIChannel, services: Services, call: CallLog, budget: Budget
+) -> CustomerCard | None:
+    call.reached("enter_number")
+    settings = services.settings
+    timeout_ms = int(settings.digits_timeout.total_seconds() * 1000)
+    for attempt in range(settings.digits_tries):
+        digits, _timed_out = channel.get_data(speech.ENTER_NUMBER, timeout_ms, 20)
+        call.entered(digits)
+        card = budget.by_number(digits) if digits else None
+        if card is not None:
+            return card
+        if attempt + 1 < settings.digits_tries:
+            channel.play(speech.NUMBER_NOT_FOUND)
+    return None
+
+
+def _apply_rules(
+    channel: AGIChannel,
+    services: Services,
+    call: CallLog,
+    card: CustomerCard | None,
+    identified_by: str | None,
+    number_refusals: tuple[entitlement.RefusalFlag, ...],
+) -> Outcome:
+    now = services.clock()
+    records = card.records if card else None
+    if number_refusals:
+        # A refusal set on the number holds whoever calls from it.
+        known = records or entitlement.CallerRecords()
+        merged = (*known.refusals, *number_refusals)
+        records = replace(known, refusals=merged) if entitlement.active_refusal(merged, now) else records
+    decision = entitlement.decide(records, now)
+    base = Outcome(
+        Route.QUEUE,
+        decision.reason.value,
+        decision.explanation,
+        decision.reason.value,
+        card=card,
+        identified_by=identified_by,
+    )
+    if decision.reason is Reason.UNKNOWN_CALLER:
+        channel.play(speech.NOT_CUSTOMER)
+        return replace(base, route=Route.UNKNOWN)
+    if decision.reason is Reason.REFUSED_ETIQUETTE:
+        call.reached("refused")
+        channel.play(speech.REFUSED)
+        return replace(base, route=Route.REFUSED)
+    if decision.reason is Reason.NOT_ENTITLED:
+        return _not_entitled(channel, services, call, base, records, now)
+    topic = _ask_topic(channel, call)
+    channel.play(speech.BUG_FLAGGED if topic is Topic.BUG else speech.CONNECTING)
+    return replace(base, topic=topic)
+
+
+def _ask_topic(channel: AGIChannel, call: CallLog) -> Topic:
+    call.reached("topic")
+    for attempt in range(2):
+        digits, _ = channel.get_data(speech.TOPIC_MENU, MENU_TIMEOUT_MS, 1)
+        call.entered(digits)
+        if digits in TOPIC_KEYS:
+            return TOPIC_KEYS[digits]
+        if digits and attempt == 0:
+            channel.play(speech.INVALID_CHOICE)
+    return Topic.NONE  # no choice is still a caller to help: on to the queue
+
+
+def _not_entitled(
+    channel: AGIChannel,
+    services: Services,
+    call: CallLog,
+    base: Outcome,
+    records: entitlement.CallerRecords | None,
+    now: datetime,
+) -> Outcome:
+    call.reached("not_entitled")
+    channel.play(speech.NOT_ENTITLED)
+    sales = services.settings.sales_extension
+    choice = _menu(channel, call, [speech.BUG_OFFER] + ([speech.SALES_OFFER] if sales else []))
+    if choice == "1":
+        bug = entitlement.decide(records, now, critical_bug=True)
+        channel.play(speech.BUG_FLAGGED)
+        return replace(
+            base,
+            decision=bug.reason.value,
+            reason=bug.reason.value,
+            explanation=bug.explanation,
+            topic=Topic.BUG,
+        )
+    if choice == "2" and sales:
+        return replace(base, route=Route.SALES, topic=Topic.LICENSING)
+    channel.play(speech.BUY_UPDATES)
+    return replace(base, route=Route.NOT_ENTITLED)
+
+
+def _menu(channel: AGIChannel, call: CallLog, prompts: list[str]) -> str:
+    """Play ``prompts``, letting the caller press a key during any of them."""
+    for prompt in prompts[:-1]:
+        pressed = channel.play(prompt, escape_digits="12")
+        if pressed:
+            call.entered(pressed)
+            return pressed
+    digits, _ = channel.get_data(prompts[-1], MENU_TIMEOUT_MS, 1)
+    call.entered(digits)
+    return digits
+
+
+def _degraded(channel: AGIChannel, call: CallLog) -> Outcome:
+    channel.play(speech.CONNECTING)
+    return Outcome(
+        Route.QUEUE,
+        DECISION_DEGRADED,
+        "База клиентов недоступна: клиент не проверен, помогите и уточните данные",
+    )
