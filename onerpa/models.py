@@ -216,5 +216,24 @@ class Call(Base):
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     agent: Mapped[str | None] = mapped_column(String(100))
+    agent_interface: Mapped[str | None] = mapped_column(String(100))
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class CallEvent(Base):
+    """An append-only log of what happened to calls, in the order it was recorded.
+
+    Readers that follow the line (metrics) keep the last ``id`` they saw and read only what
+    came after it, so their cost does not grow with the history.
+    """
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    call_ref: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str | None] = mapped_column(String(100))
+    data: Mapped[str] = mapped_column(Text, default="")
