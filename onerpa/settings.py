@@ -95,13 +95,16 @@ class _Reader:
         return self.raw(name) or default
 
     def database_url(self) -> str:
-        url = self.raw("ONERPA_DATABASE_URL") or self.raw("DATABASE_URL")
+        # Name the variable the value came from: an operator who set only DATABASE_URL
+        # should not be told to fix ONERPA_DATABASE_URL.
+        name = "ONERPA_DATABASE_URL" if self.raw("ONERPA_DATABASE_URL") else "DATABASE_URL"
+        url = self.raw(name)
         if url is None:
             return DEFAULT_DATABASE_URL
         if url.startswith("postgres://"):  # the form Heroku-style platforms hand out
             url = "postgresql://" + url.removeprefix("postgres://")
         if not url.startswith(("sqlite://", "postgresql")):
-            raise SettingsError("ONERPA_DATABASE_URL", "must be a sqlite:// or postgresql:// URL")
+            raise SettingsError(name, "must be a sqlite:// or postgresql:// URL")
         return url
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
