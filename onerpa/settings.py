@@ -51,6 +51,8 @@ class Settings:
     wait_target: timedelta = timedelta(seconds=60)
     digits_tries: int = 2
     digits_timeout: timedelta = timedelta(seconds=7)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8080
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +80,8 @@ class Settings:
             wait_target=get.seconds("ONERPA_WAIT_TARGET_SECONDS", 60),
             digits_tries=get.integer("ONERPA_DIGITS_TRIES", 2, low=1, high=5),
             digits_timeout=get.seconds("ONERPA_DIGITS_TIMEOUT_SECONDS", 7),
+            dashboard_host=get.text("ONERPA_DASHBOARD_HOST", "127.0.0.1"),
+            dashboard_port=get.port("ONERPA_DASHBOARD_PORT", 8080),
         )
 
 
