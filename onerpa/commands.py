@@ -7,4 +7,7 @@ from __future__ import annotations
 
 import click
 
+from ivr.prompts import prompts_command
+
 ALL: list[click.Command] = []
+ALL.append(prompts_command)

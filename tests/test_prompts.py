@@ -1,0 +1,196 @@
+"""The voice prompts: table, shipped WAV files, manifest, and the generator."""
+
+from __future__ import annotations
+
+import shutil
+import wave
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ivr import prompts
+from ivr.prompts import ManifestEntry, PromptError
+
+TABLE = prompts.read_table()
+MANIFEST = prompts.read_manifest(prompts.DEFAULT_OUT_DIR)
+NEEDS_TTS = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+    reason="espeak-ng or sox is not installed (CI installs both)",
+)
+
+# Every prompt the call flow and the dialplan may play.
+CALL_FLOW_PROMPTS = [
+    "onerpa-greeting",
+    "onerpa-closed",
+    "onerpa-next-open",
+    "onerpa-closed-email",
+    "onerpa-day-today",
+    "onerpa-day-tomorrow",
+    *(f"onerpa-day-{n}" for n in range(1, 8)),
+    *(f"onerpa-date-{n}" for n in range(1, 32)),
+    *(f"onerpa-month-{n}" for n in range(1, 13)),
+    *(f"onerpa-hour-{n}" for n in range(24)),
+    *(f"onerpa-minutes-{n}" for n in range(5, 60, 5)),
+    "onerpa-enter-number",
+    "onerpa-number-not-found",
+    "onerpa-not-customer",
+    "onerpa-refused",
+    "onerpa-topic-menu",
+    "onerpa-invalid-choice",
+    "onerpa-connecting",
+    "onerpa-bug-flagged",
+    "onerpa-not-entitled",
+    "onerpa-bug-offer",
+    "onerpa-buy-updates",
+    "onerpa-sales-offer",
+    "onerpa-goodbye",
+    "onerpa-queue-busy",
+    "onerpa-connecting-fallback",
+]
+
+
+def assert_telephone_wav(path: Path) -> None:
+    with wave.open(str(path), "rb") as audio:
+        assert audio.getcomptype() == "NONE"
+        assert audio.getframerate() == 8000
+        assert audio.getnchannels() == 1
+        assert audio.getsampwidth() == 2
+        assert audio.getnframes() > 800, "shorter than 0.1 s: nothing was said"
+
+
+def test_table_has_every_call_flow_prompt() -> None:
+    assert sorted(set(CALL_FLOW_PROMPTS) - set(TABLE)) == []
+
+
+def test_table_has_every_prompt_the_speech_module_names() -> None:
+    speech = pytest.importorskip("ivr.speech")
+    named = {v for v in vars(speech).values() if isinstance(v, str) and v.startswith("onerpa-")}
+    assert sorted(named - set(TABLE)) == []
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_every_prompt_has_a_telephone_wav(name: str) -> None:
+    assert_telephone_wav(prompts.DEFAULT_OUT_DIR / f"{name}.wav")
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_manifest_matches_the_table_text(name: str) -> None:
+    entry = MANIFEST.get(name)
+    assert entry is not None, f"{name} is not in the manifest: run `onerpa-support prompts`"
+    assert entry.sha256 == prompts.text_sha256(TABLE[name]), (
+        f"{name}: the text changed since the audio was made: run `onerpa-support prompts`"
+        + (" (a studio recording: record it again)" if entry.source == "studio" else "")
+    )
+
+
+def test_no_wav_without_a_table_entry() -> None:
+    shipped = {p.stem for p in prompts.DEFAULT_OUT_DIR.glob("*.wav")}
+    assert sorted(shipped - set(TABLE)) == []
+
+
+def test_email_is_spelled_for_the_listener() -> None:
+    with_email = [t for t in TABLE.values() if "собака" in t]
+    assert with_email and all("info собака onerpa точка ru" in t for t in with_email)
+
+
+def test_parse_table_skips_comments_and_blank_lines() -> None:
+    text = "# comment\n\nonerpa-a\tПервый.\n  # indented comment\nonerpa-b\t Второй \n"
+    assert prompts.parse_table(text) == {"onerpa-a": "Первый.", "onerpa-b": "Второй"}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("onerpa-a Без табуляции\n", "line 1: expected name<TAB>text"),
+        ("onerpa-a\t\n", "line 1: expected name<TAB>text"),
+        ("Onerpa_A\tТекст\n", "line 1: 'Onerpa_A' is not a prompt name"),
+        ("onerpa-a\tРаз\nonerpa-a\tДва\n", "line 2: 'onerpa-a' is listed twice"),
+    ],
+)
+def test_parse_table_names_the_bad_line(text: str, problem: str) -> None:
+    with pytest.raises(PromptError, match=problem):
+        prompts.parse_table(text)
+
+
+def test_manifest_round_trips() -> None:
+    entries = {
+        "onerpa-b": ManifestEntry("b" * 64, "studio"),
+        "onerpa-a": ManifestEntry("a" * 64),
+    }
+    assert prompts.parse_manifest(prompts.format_manifest(entries)) == entries
+
+
+def test_manifest_rejects_an_unknown_source() -> None:
+    with pytest.raises(PromptError, match="manifest line 1"):
+        prompts.parse_manifest(f"onerpa-a\t{'a' * 64}\tmicrophone\n")
+
+
+def test_speakable_spells_latin_words_only_as_whole_words() -> None:
+    spoken = prompts.speakable("поддержка OneRPA, адрес info собака onerpa точка ru; truck")
+    assert spoken == "поддержка Ван Эр Пи Эй, адрес инфо собака ван эр пи эй точка ру; truck"
+
+
+def test_plan_renders_new_changed_and_missing_prompts_only() -> None:
+    table = {
+        "onerpa-same": "Да.",
+        "onerpa-edited": "Новый.",
+        "onerpa-new": "Ещё.",
+        "onerpa-gone": "Нет.",
+    }
+    manifest = {
+        "onerpa-same": ManifestEntry(prompts.text_sha256("Да.")),
+        "onerpa-edited": ManifestEntry(prompts.text_sha256("Старый.")),
+        "onerpa-gone": ManifestEntry(prompts.text_sha256("Нет.")),
+        "onerpa-removed": ManifestEntry(prompts.text_sha256("Было.")),
+    }
+    present = {"onerpa-same", "onerpa-edited", "onerpa-removed"}
+    todo = prompts.plan(table, manifest, present)
+    assert todo.render == ["onerpa-edited", "onerpa-new", "onerpa-gone"]
+    assert todo.orphans == ["onerpa-removed"]
+
+
+def test_plan_keeps_a_studio_recording_even_when_forced() -> None:
+    table = {"onerpa-kept": "Текст.", "onerpa-outdated": "Новый текст."}
+    manifest = {
+        "onerpa-kept": ManifestEntry(prompts.text_sha256("Текст."), "studio"),
+        "onerpa-outdated": ManifestEntry(prompts.text_sha256("Старый текст."), "studio"),
+    }
+    todo = prompts.plan(table, manifest, set(table), force=True)
+    assert todo.render == []
+    assert todo.stale_studio == ["onerpa-outdated"]
+
+
+@NEEDS_TTS
+def test_render_makes_a_telephone_wav(tmp_path: Path) -> None:
+    path = prompts.render("onerpa-goodbye", TABLE["onerpa-goodbye"], tmp_path)
+    assert path == tmp_path / "onerpa-goodbye.wav"
+    assert_telephone_wav(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["onerpa-goodbye.wav"]
+
+
+@NEEDS_TTS
+def test_command_renders_only_what_changed_and_keeps_studio_files(tmp_path: Path) -> None:
+    table = tmp_path / "prompts.tsv"
+    out = tmp_path / "ru"
+    table.write_text("onerpa-a\tПервый.\nonerpa-b\tВторой.\n", encoding="utf-8")
+    runner = CliRunner()
+    args = ["--table", str(table), "--out", str(out)]
+
+    first = runner.invoke(prompts.prompts_command, args)
+    assert first.exit_code == 0, first.output
+    assert "rendered 2" in first.output
+
+    recording = prompts.render("studio-take", "Запись из студии.", tmp_path)
+    studio = runner.invoke(prompts.prompts_command, [*args, "--studio", "onerpa-a", str(recording)])
+    assert studio.exit_code == 0, studio.output
+    studio_bytes = (out / "onerpa-a.wav").read_bytes()
+
+    table.write_text("onerpa-a\tПервый.\nonerpa-b\tВторой, исправленный.\n", encoding="utf-8")
+    again = runner.invoke(prompts.prompts_command, args)
+    assert again.exit_code == 0, again.output
+    assert "rendered 1" in again.output
+    assert (out / "onerpa-a.wav").read_bytes() == studio_bytes
+    manifest = prompts.read_manifest(out)
+    assert manifest["onerpa-a"].source == "studio"
+    assert manifest["onerpa-b"].sha256 == prompts.text_sha256("Второй, исправленный.")
