@@ -1,0 +1,407 @@
+"""The Asterisk configuration in ``asterisk/``: lint, and the contract with ivr/dialplan.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ivr import dialplan, prompts
+from ivr.dialplan import Route
+from onerpa.settings import Settings
+
+ASTERISK = Path(__file__).resolve().parents[1] / "asterisk"
+EXTENSIONS = ASTERISK / "extensions.conf"
+
+# asterisklint message codes to ignore, each with the reason it is a false positive on
+# valid Asterisk 22 syntax. Everything else it reports (errors, warnings and hints alike)
+# fails the test. Empty: asterisklint 0.4.3 reports nothing on extensions.conf.
+LINT_FALSE_POSITIVES: dict[str, str] = {}
+
+# The forms in which providers deliver the support number as the DID.
+SUPPORT_DIDS = ("74997195581", "84997195581", "+74997195581", "4997195581")
+
+# Applications a hang-up handler may run: nothing that plays, waits or dials.
+HANGUP_HANDLER_APPS = {"Set", "GotoIf", "AGI", "NoOp", "Verbose", "Return"}
+
+_LINT_LINE = re.compile(r"^(?P<where>\S+:\d+) (?P<code>[EWH]_[A-Z0-9_]+): (?P<text>.*)$")
+_EXTEN = re.compile(r"^exten\s*=>\s*(?P<exten>[^,]+),(?P<prio>[^,(]+)(?:\([^)]*\))?,(?P<app>.*)$")
+_SAME = re.compile(r"^same\s*=>\s*(?P<prio>[^,(]+)(?:\([^)]*\))?,(?P<app>.*)$")
+_READ = re.compile(r"\$\{([A-Za-z0-9_]+)")
+_MASTER_READ = re.compile(r"MASTER_CHANNEL\(([A-Za-z0-9_]+)\)")
+_SCRIPT = re.compile(r"agi://[^/,]+/([^,]+)")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One priority of the dialplan: where it is, which application, with what data."""
+
+    context: str
+    exten: str
+    app: str
+    data: str
+    line: int
+
+
+@dataclass
+class Dialplan:
+    """extensions.conf as the contract checks need it."""
+
+    steps: list[Step] = field(default_factory=list)
+    globals: dict[str, str] = field(default_factory=dict)
+    contexts: dict[str, set[str]] = field(default_factory=dict)
+    comments: list[str] = field(default_factory=list)
+
+    def in_context(self, context: str) -> list[Step]:
+        return [s for s in self.steps if s.context == context]
+
+    def apps(self, app: str) -> list[Step]:
+        return [s for s in self.steps if s.app == app]
+
+
+def strip_comment(line: str) -> tuple[str, str]:
+    """Split a config line at its first unescaped semicolon."""
+    match = re.search(r"(?<!\\);", line)
+    if match is None:
+        return line.strip(), ""
+    return line[: match.start()].strip(), line[match.end() :].strip()
+
+
+def split_app(text: str) -> tuple[str, str]:
+    name, _, rest = text.partition("(")
+    return name.strip(), rest[: rest.rfind(")")] if ")" in rest else rest
+
+
+def parse_dialplan(text: str) -> Dialplan:
+    """Parse contexts, extensions, applications and globals of an extensions.conf."""
+    plan = Dialplan()
+    context, exten = "", ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line, comment = strip_comment(raw)
+        if comment:
+            plan.comments.append(comment)
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            context = line[1:-1]
+            plan.contexts.setdefault(context, set())
+            continue
+        match = _EXTEN.match(line) or _SAME.match(line)
+        if match is None:
+            if context == "globals":
+                name, _, value = line.partition("=")
+                plan.globals[name.strip()] = value.strip()
+            continue
+        exten = match.groupdict().get("exten") or exten
+        plan.contexts[context].add(exten.strip())
+        app, data = split_app(match["app"])
+        plan.steps.append(Step(context, exten.strip(), app, data, number))
+    return plan
+
+
+def parse_conf(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Parse an Asterisk .conf into (section, [(key, value)]), keeping repeated names.
+
+    A section ``[name](template)`` starts with the template's items; templates ``(!)`` are
+    not returned themselves.
+    """
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    templates: dict[str, list[tuple[str, str]]] = {}
+    items: list[tuple[str, str]] = []
+    for raw in text.splitlines():
+        line, _ = strip_comment(raw)
+        if not line:
+            continue
+        header = re.fullmatch(r"\[([^]]+)\](?:\(([^)]*)\))?", line)
+        if header is None:
+            key, _, value = line.partition("=")
+            items.append((key.strip(), value.lstrip(">").strip()))
+            continue
+        name, options = header[1], (header[2] or "").split(",")
+        items = [item for option in options for item in templates.get(option.strip(), [])]
+        if "!" in options:
+            templates[name] = items
+        else:
+            sections.append((name, items))
+    return sections
+
+
+def section(sections: list, name: str, kind: str | None = None) -> dict[str, list[str]]:
+    """Merge the sections called ``name`` (of ``type = kind`` if given) into key -> values."""
+    merged: dict[str, list[str]] = {}
+    for title, items in sections:
+        values = dict(items)
+        if title != name or (kind is not None and values.get("type") != kind):
+            continue
+        for key, value in items:
+            merged.setdefault(key, []).append(value)
+    return merged
+
+
+def reads(plan: Dialplan) -> set[str]:
+    """Every variable whose value the dialplan reads."""
+    found: set[str] = set()
+    for step in plan.steps:
+        found |= set(_READ.findall(step.data)) | set(_MASTER_READ.findall(step.data))
+    return found
+
+
+def writes(plan: Dialplan) -> set[str]:
+    """Every variable the dialplan sets with Set()."""
+    found = set()
+    for step in plan.apps("Set"):
+        target = step.data.partition("=")[0]
+        found.add(re.sub(r"^LOCAL\((.*)\)$", r"\1", target))
+    return found
+
+
+def script_name(step: Step) -> str:
+    """Return the FastAGI script name of an AGI() step."""
+    match = _SCRIPT.search(step.data)
+    assert match is not None, f"line {step.line}: not a FastAGI URL: {step.data}"
+    return match[1]
+
+
+def played(plan: Dialplan) -> list[str]:
+    """Every sound file Playback() and Background() play."""
+    files = []
+    for step in plan.apps("Playback") + plan.apps("Background"):
+        files += step.data.split(",")[0].split("&")
+    return files
+
+
+@pytest.fixture(scope="module")
+def plan() -> Dialplan:
+    return parse_dialplan(EXTENSIONS.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def queues() -> list:
+    return parse_conf((ASTERISK / "queues.conf").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def pjsip() -> list:
+    return parse_conf((ASTERISK / "pjsip.conf").read_text(encoding="utf-8"))
+
+
+def run_asterisklint(path: Path) -> list[tuple[str, str, str]]:
+    """Run ``asterisklint dialplan-check`` and return (where, code, text) for each message."""
+    env = {**os.environ, "ALINT_IGNORE": ",".join(LINT_FALSE_POSITIVES)}
+    # The console script lives beside the interpreter; calling main() through the
+    # interpreter works the same from any virtualenv layout.
+    code = (
+        "import os, sys; from asterisklint.main import main; "
+        "sys.exit(main(sys.argv[1:], os.environ))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "dialplan-check", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).splitlines()
+    messages = [(m["where"], m["code"], m["text"]) for m in map(_LINT_LINE.match, output) if m]
+    assert messages or result.returncode == 0, "\n".join(output)
+    return messages
+
+
+# --- lint -----------------------------------------------------------------------------------
+
+
+def test_asterisklint_reports_nothing_on_the_dialplan() -> None:
+    assert run_asterisklint(EXTENSIONS) == []
+
+
+def test_asterisklint_catches_a_broken_dialplan(tmp_path: Path) -> None:
+    broken = tmp_path / "extensions.conf"
+    broken.write_text(
+        "[general]\n[globals]\n[ctx]\nexten => s,1,Playbak(x)\n same => n,Goto(nowhere,s,1)\n"
+    )
+    codes = {code for _, code, _ in run_asterisklint(broken)}
+    assert {"E_APP_MISSING", "E_DP_GOTO_NOCONTEXT"} <= codes
+
+
+# --- variables ------------------------------------------------------------------------------
+
+
+def test_dialplan_reads_exactly_the_contract_variables(plan: Dialplan) -> None:
+    onerpa = {name for name in reads(plan) if name.startswith("ONERPA_")}
+    assert onerpa - set(plan.globals) == set(dialplan.SET_VARIABLES)
+
+
+def test_globals_do_not_shadow_contract_variables(plan: Dialplan) -> None:
+    assert set(plan.globals) & set(dialplan.SET_VARIABLES) == set()
+
+
+def test_dialplan_sets_no_onerpa_variable_outside_the_contract(plan: Dialplan) -> None:
+    onerpa = {name for name in writes(plan) if name.startswith("ONERPA_")}
+    assert onerpa <= set(dialplan.SET_VARIABLES)
+    assert onerpa & set(plan.globals) == set()
+
+
+def test_every_global_the_dialplan_reads_is_defined(plan: Dialplan) -> None:
+    onerpa = {name for name in reads(plan) if name.startswith("ONERPA_")}
+    assert {n for n in onerpa if n not in dialplan.SET_VARIABLES} <= set(plan.globals)
+
+
+def test_contract_table_documents_every_variable(plan: Dialplan) -> None:
+    rows = {c.split("|")[1].strip() for c in plan.comments if c.startswith("| ONERPA_")}
+    assert rows == set(dialplan.SET_VARIABLES)
+
+
+def test_default_queue_is_the_service_default(plan: Dialplan) -> None:
+    assert plan.globals["ONERPA_DEFAULT_QUEUE"] == Settings().queue
+
+
+def test_fastagi_address_is_the_service_default(plan: Dialplan) -> None:
+    settings = Settings()
+    assert plan.globals["ONERPA_FASTAGI"] == f"{settings.fastagi_host}:{settings.fastagi_port}"
+
+
+# --- contexts, scripts and routes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        dialplan.CONTEXT_INBOUND,
+        dialplan.CONTEXT_ROUTE,
+        dialplan.CONTEXT_AGENT_CONNECT,
+        dialplan.CONTEXT_HANGUP,
+    ],
+)
+def test_contract_context_exists(plan: Dialplan, context: str) -> None:
+    assert context in plan.contexts
+
+
+@pytest.mark.parametrize("route", list(Route))
+def test_every_route_has_a_branch(plan: Dialplan, route: Route) -> None:
+    assert route.value in plan.contexts[dialplan.CONTEXT_ROUTE]
+
+
+def test_route_context_has_no_branch_for_an_unknown_route(plan: Dialplan) -> None:
+    # "i" catches a value the dialplan does not know; anything else would be dead code.
+    assert plan.contexts[dialplan.CONTEXT_ROUTE] - {r.value for r in Route} == {"i"}
+
+
+@pytest.mark.parametrize(
+    ("context", "script"),
+    [
+        (dialplan.CONTEXT_INBOUND, dialplan.SCRIPT_CALL),
+        (dialplan.CONTEXT_AGENT_CONNECT, dialplan.SCRIPT_AGENT_CONNECT),
+        (dialplan.CONTEXT_HANGUP, dialplan.SCRIPT_HANGUP),
+    ],
+)
+def test_each_context_calls_its_fastagi_script(plan: Dialplan, context: str, script: str) -> None:
+    agis = [s for s in plan.in_context(context) if s.app == "AGI"]
+    assert agis and {script_name(s) for s in agis} == {script}
+
+
+def test_dialplan_uses_only_contract_scripts(plan: Dialplan) -> None:
+    scripts = {script_name(s) for s in plan.apps("AGI")}
+    assert scripts == {dialplan.SCRIPT_CALL, dialplan.SCRIPT_AGENT_CONNECT, dialplan.SCRIPT_HANGUP}
+
+
+def test_hangup_handler_is_pushed_before_the_call_agi(plan: Dialplan) -> None:
+    inbound = plan.in_context(dialplan.CONTEXT_INBOUND)
+    push = [i for i, s in enumerate(inbound) if "hangup_handler_push" in s.data]
+    first_agi = next(i for i, s in enumerate(inbound) if s.app == "AGI")
+    assert len(push) == 1 and push[0] < first_agi
+    assert inbound[push[0]].data.endswith(f"={dialplan.CONTEXT_HANGUP},s,1")
+
+
+def test_queue_runs_the_agent_connect_gosub_with_the_call_id(plan: Dialplan) -> None:
+    (queue,) = plan.apps("Queue")
+    gosub = queue.data.replace("\\,", "\x00").split(",")[6].split("\x00")
+    assert gosub[0] == dialplan.CONTEXT_AGENT_CONNECT
+    assert gosub[1] == "${" + dialplan.VAR_CALL_ID + "}"
+
+
+def test_hangup_handler_neither_plays_nor_waits(plan: Dialplan) -> None:
+    steps = plan.in_context(dialplan.CONTEXT_HANGUP)
+    assert {s.app for s in steps} <= HANGUP_HANDLER_APPS
+    assert steps[-1].app == "Return"
+
+
+def test_agent_connect_gosub_returns(plan: Dialplan) -> None:
+    assert plan.in_context(dialplan.CONTEXT_AGENT_CONNECT)[-1].app == "Return"
+
+
+@pytest.mark.parametrize("did", SUPPORT_DIDS)
+def test_support_number_is_routed_in_every_did_form(plan: Dialplan, did: str) -> None:
+    assert did in plan.contexts[dialplan.CONTEXT_INBOUND]
+
+
+# --- fallback -------------------------------------------------------------------------------
+
+
+def test_fallback_is_decided_from_the_route_not_agistatus(plan: Dialplan) -> None:
+    inbound = plan.in_context(dialplan.CONTEXT_INBOUND)
+    branches = [s for s in plan.steps if s.app in ("GotoIf", "ExecIf")]
+    assert not [s for s in branches if "AGISTATUS" in s.data.partition("?")[0]]
+    calls = [i for i, s in enumerate(inbound) if s.app == "AGI"]
+    for index in calls:
+        following = [s for s in inbound[index + 1 :] if s.app == "GotoIf"][0]
+        assert "${" + dialplan.VAR_ROUTE + "}" in following.data.partition("?")[0]
+
+
+def test_fallback_marks_the_decision_and_guards_the_hours(plan: Dialplan) -> None:
+    steps = plan.in_context("onerpa-fallback")
+    assert f"{dialplan.VAR_DECISION}=fallback" in {s.data for s in steps if s.app == "Set"}
+    assert any(s.app == "GotoIfTime" and "09:00-16:59,mon-fri" in s.data for s in steps)
+    assert plan.globals["ONERPA_TIMEZONE"] == Settings().calendar.timezone
+    assert "onerpa-connecting-fallback" in played(Dialplan(steps=steps))
+
+
+def test_unanswered_queue_call_hears_the_busy_message(plan: Dialplan) -> None:
+    (queue,) = plan.apps("Queue")
+    after = [s for s in plan.steps if s.context == queue.context and s.exten == queue.exten]
+    rest = after[after.index(queue) + 1 :]
+    first_sound = next(s for s in rest if s.app in ("Playback", "Hangup"))
+    assert first_sound.app == "Playback" and first_sound.data == "onerpa-queue-busy"
+
+
+# --- prompts --------------------------------------------------------------------------------
+
+
+def test_every_played_prompt_is_in_the_prompt_table(plan: Dialplan) -> None:
+    files = played(plan)
+    assert files and set(files) <= set(prompts.read_table())
+
+
+# --- queues.conf and pjsip.conf -------------------------------------------------------------
+
+
+def test_queue_service_level_is_the_wait_target(queues: list) -> None:
+    queue = section(queues, Settings().queue)
+    assert queue["servicelevel"] == [str(int(Settings().wait_target.total_seconds()))]
+
+
+def test_queue_members_are_pjsip_phones(queues: list, pjsip: list) -> None:
+    members = section(queues, Settings().queue)["member"]
+    for member in members:
+        interface = member.split(",")[0]
+        assert interface.startswith("PJSIP/")
+        assert section(pjsip, interface.removeprefix("PJSIP/"), "endpoint"), interface
+
+
+def test_trunk_delivers_to_the_inbound_context(pjsip: list) -> None:
+    assert section(pjsip, "provider", "endpoint")["context"] == [dialplan.CONTEXT_INBOUND]
+
+
+def test_every_pjsip_context_exists(pjsip: list, plan: Dialplan) -> None:
+    contexts = {value for _, items in pjsip for key, value in items if key == "context"}
+    assert contexts <= set(plan.contexts)
+
+
+def test_pjsip_holds_placeholder_credentials_only(pjsip: list) -> None:
+    secrets = [value for _, items in pjsip for key, value in items if key == "password"]
+    assert secrets and all(value.startswith("CHANGE-ME-") for value in secrets)
