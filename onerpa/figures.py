@@ -1,0 +1,316 @@
+"""Call-centre figures for any period, aggregated in SQL over the stored calls.
+
+A call belongs to the period in which it arrived (``start <= arrived_at < end``). The
+definitions follow Asterisk's queue statistics (``queue show``), with our precise stamps
+instead of its whole seconds:
+
+- offered: calls that arrived; answered: calls an agent answered;
+- abandoned in the IVR / in the queue, and ended in the IVR by design (closed, refused...);
+- service level SL = answered within the wait target / answered (Asterisk's
+  ``callscompletedinsl / callscompleted``, "within" meaning ``wait <= target``);
+- SL2 = (answered within the target + abandoned in the queue within the target) /
+  (answered + abandoned in the queue) — Asterisk's ``ServicelevelPerf2``;
+- ASA: the average wait of answered calls;
+- consultation (answer to end) average and 90th percentile (nearest rank: the smallest
+  value that at least 90 % of consultations do not exceed), the shares within 3 and 5
+  minutes, and the counts over them.
+
+Waits and consultations with a missing stamp are left out of every figure that needs them.
+Ratios are None when their denominator is zero, never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from onerpa.callstatus import CallStatus
+from onerpa.models import Call
+from onerpa.timing import Targets
+
+__all__ = [
+    "CONSULTATION_EDGES",
+    "UNDECIDED",
+    "Figures",
+    "Targets",
+    "compute",
+    "consultation_histogram",
+    "hourly",
+    "per_agent",
+    "per_decision",
+]
+
+UNDECIDED = "undecided"  # the decision key of calls that ended before a decision
+CONSULTATION_EDGES = (60, 120, 180, 240, 300, 420, 600)
+_SLOT_SECONDS = 900  # every time zone's offset is a multiple of 15 minutes
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The standard figures of one set of calls; times in seconds, shares in 0..1."""
+
+    offered: int = 0
+    answered: int = 0
+    abandoned_ivr: int = 0
+    abandoned_queue: int = 0
+    ended_ivr: int = 0
+    service_level: float | None = None
+    service_level2: float | None = None
+    asa_seconds: float | None = None
+    consultation_avg_seconds: float | None = None
+    consultation_p90_seconds: float | None = None
+    within_target_share: float | None = None
+    within_limit_share: float | None = None
+    over_target: int = 0
+    over_limit: int = 0
+
+
+def compute(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    *,
+    targets: Targets,
+    agent: str | None = None,
+    decision: str | None = None,
+) -> Figures:
+    """Return the figures of calls that arrived in ``[start, end)``, optionally narrowed."""
+    filters = _period(start, end)
+    if agent is not None:
+        filters.append(Call.agent == agent)
+    if decision is not None:
+        filters.append(_decision_is(decision))
+    return _grouped(session, filters, None, targets).get(None, Figures())
+
+
+def per_agent(
+    session: Session, start: datetime, end: datetime, *, targets: Targets
+) -> dict[str, Figures]:
+    """Return the figures of each agent's answered calls that arrived in the period."""
+    filters = [*_period(start, end), Call.agent.is_not(None)]
+    return _grouped(session, filters, Call.agent, targets)  # type: ignore[return-value]
+
+
+def per_decision(
+    session: Session, start: datetime, end: datetime, *, targets: Targets
+) -> dict[str, Figures]:
+    """Return the figures per IVR decision; calls ended before one are ``UNDECIDED``."""
+    key = func.coalesce(Call.decision, literal(UNDECIDED))
+    return _grouped(session, _period(start, end), key, targets)  # type: ignore[return-value]
+
+
+def hourly(
+    session: Session, start: datetime, end: datetime, tz: tzinfo
+) -> list[tuple[datetime, int, int]]:
+    """Return (local hour, offered, answered) for every hour of ``tz`` the period touches."""
+    slot = _epoch(session, Call.arrived_at) / _SLOT_SECONDS
+    rows = session.execute(
+        select(
+            slot.label("slot"),
+            func.count(),
+            func.count(Call.answered_at),
+        )
+        .where(*_period(start, end))
+        .group_by(slot)
+    )
+    counts: dict[datetime, list[int]] = {}
+    for slot_number, offered, answered in rows:
+        moment = datetime.fromtimestamp(int(slot_number) * _SLOT_SECONDS, UTC)
+        totals = counts.setdefault(_local_hour(moment, tz), [0, 0])
+        totals[0] += offered
+        totals[1] += answered
+    return [(hour.astimezone(tz), *counts.get(hour, (0, 0))) for hour in _hours(start, end, tz)]
+
+
+def consultation_histogram(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    edges: Iterable[int] = CONSULTATION_EDGES,
+) -> list[tuple[str, int]]:
+    """Return consultations per length band: ``0-60``, ``60-120``, ..., ``600+`` (seconds).
+
+    A band holds lengths above its lower edge up to and including its upper edge, so a
+    consultation of exactly 180 s is in ``120-180``: within the 3-minute target.
+    """
+    bounds = sorted(edges)
+    consult = _consultation(session)
+    bands = [consult <= bounds[0]]
+    bands += [and_(consult > lo, consult <= hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    bands.append(consult > bounds[-1])
+    row = session.execute(
+        select(*[_count_if(band) for band in bands]).where(*_period(start, end))
+    ).one()
+    labels = [f"0-{bounds[0]}"]
+    labels += [f"{lo}-{hi}" for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    labels.append(f"{bounds[-1]}+")
+    return [(label, int(count or 0)) for label, count in zip(labels, row, strict=True)]
+
+
+# --- SQL building blocks -------------------------------------------------------------------
+
+
+def _period(start: datetime, end: datetime) -> list[ColumnElement[bool]]:
+    return [Call.arrived_at >= start, Call.arrived_at < end]
+
+
+def _decision_is(decision: str) -> ColumnElement[bool]:
+    if decision == UNDECIDED:
+        return Call.decision.is_(None)
+    return Call.decision == decision
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[float]:
+    """Return SQL for the seconds from ``start`` to ``end`` (rounded to the millisecond)."""
+    if dialect == "postgresql":
+        return cast(func.round(func.extract("epoch", end - start), 3), Float)
+    # SQLite keeps moments as text; julianday() reads them with their fractional seconds.
+    return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
+
+
+def _epoch(session: Session, column: Any) -> ColumnElement[int]:
+    if _dialect(session) == "postgresql":
+        return cast(func.floor(func.extract("epoch", column)), Integer)
+    return cast(func.strftime("%s", column), Integer)
+
+
+def _wait(session: Session) -> ColumnElement[float]:
+    """SQL for the wait: to the answer, or to the end of a call abandoned in the queue."""
+    dialect = _dialect(session)
+    return case(
+        (Call.answered_at.is_not(None), seconds_between(dialect, Call.queued_at, Call.answered_at)),
+        (
+            Call.status == CallStatus.ABANDONED_QUEUE.value,
+            seconds_between(dialect, Call.queued_at, Call.ended_at),
+        ),
+    )
+
+
+def _consultation(session: Session) -> ColumnElement[float]:
+    return seconds_between(_dialect(session), Call.answered_at, Call.ended_at)
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _grouped(
+    session: Session, filters: list[ColumnElement[bool]], key: Any, targets: Targets
+) -> dict[str | None, Figures]:
+    """Aggregate the calls matching ``filters``, per value of ``key`` (or all, if None)."""
+    wait, consult = _wait(session), _consultation(session)
+    answered = Call.answered_at.is_not(None)
+    abandoned_q = Call.status == CallStatus.ABANDONED_QUEUE.value
+    columns = [
+        func.count().label("offered"),
+        func.count(Call.answered_at).label("answered"),
+        _count_if(Call.status == CallStatus.ABANDONED_IVR.value).label("abandoned_ivr"),
+        _count_if(abandoned_q).label("abandoned_queue"),
+        _count_if(Call.status == CallStatus.ENDED_IVR.value).label("ended_ivr"),
+        _count_if(and_(answered, wait.is_not(None))).label("answered_timed"),
+        _count_if(and_(answered, wait <= targets.wait)).label("answered_in_sl"),
+        _count_if(and_(abandoned_q, wait.is_not(None))).label("abandoned_timed"),
+        _count_if(and_(abandoned_q, wait <= targets.wait)).label("abandoned_in_sl"),
+        func.avg(case((answered, wait))).label("asa"),
+        func.count(consult).label("consultations"),
+        func.avg(consult).label("consult_avg"),
+        _count_if(consult <= targets.consultation_target).label("within_target"),
+        _count_if(consult <= targets.consultation_limit).label("within_limit"),
+        _count_if(consult > targets.consultation_target).label("over_target"),
+        _count_if(consult > targets.consultation_limit).label("over_limit"),
+    ]
+    group = key if key is not None else literal(None)
+    query = select(group.label("key"), *columns).where(*filters)
+    if key is not None:
+        query = query.group_by(key)
+    rows = session.execute(query).mappings().all()
+    p90 = _p90(session, filters, key)
+    return {row["key"]: _figures(row, p90.get(row["key"])) for row in rows if row["offered"]}
+
+
+def _p90(session: Session, filters: list[ColumnElement[bool]], key: Any) -> dict[str | None, float]:
+    """Return the nearest-rank 90th percentile of consultations, per ``key``."""
+    consult = _consultation(session)
+    group = key if key is not None else literal(None)
+    partition = [key] if key is not None else []
+    ranked = (
+        select(
+            group.label("key"),
+            consult.label("consult"),
+            func.row_number().over(partition_by=partition, order_by=consult).label("rank"),
+            func.count().over(partition_by=partition).label("total"),
+        )
+        .where(*filters, consult.is_not(None))
+        .subquery()
+    )
+    # The smallest rank r with r >= 0.9 n, in whole numbers: 10 r >= 9 n > 10 (r - 1).
+    rows = session.execute(
+        select(ranked.c.key, ranked.c.consult).where(
+            ranked.c.rank * 10 >= ranked.c.total * 9,
+            (ranked.c.rank - 1) * 10 < ranked.c.total * 9,
+        )
+    )
+    return {row_key: float(value) for row_key, value in rows}
+
+
+def _share(part: Any, whole: Any) -> float | None:
+    return float(part or 0) / whole if whole else None
+
+
+def _figures(row: Any, p90: float | None) -> Figures:
+    answered_timed = int(row["answered_timed"] or 0)
+    both_timed = answered_timed + int(row["abandoned_timed"] or 0)
+    in_sl = int(row["answered_in_sl"] or 0)
+    consultations = int(row["consultations"] or 0)
+    return Figures(
+        offered=int(row["offered"]),
+        answered=int(row["answered"]),
+        abandoned_ivr=int(row["abandoned_ivr"] or 0),
+        abandoned_queue=int(row["abandoned_queue"] or 0),
+        ended_ivr=int(row["ended_ivr"] or 0),
+        service_level=_share(in_sl, answered_timed),
+        service_level2=_share(in_sl + int(row["abandoned_in_sl"] or 0), both_timed),
+        asa_seconds=_float(row["asa"]),
+        consultation_avg_seconds=_float(row["consult_avg"]),
+        consultation_p90_seconds=p90,
+        within_target_share=_share(row["within_target"], consultations),
+        within_limit_share=_share(row["within_limit"], consultations),
+        over_target=int(row["over_target"] or 0),
+        over_limit=int(row["over_limit"] or 0),
+    )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# --- hours ---------------------------------------------------------------------------------
+
+
+def _local_hour(moment: datetime, tz: tzinfo) -> datetime:
+    """Return the start of the local hour holding ``moment``, as a UTC moment."""
+    local = moment.astimezone(tz)
+    into_hour = timedelta(
+        minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+    )
+    return moment.astimezone(UTC) - into_hour
+
+
+def _hours(start: datetime, end: datetime, tz: tzinfo) -> list[datetime]:
+    """Return the UTC starts of the local hours overlapping ``[start, end)``."""
+    hours = []
+    hour = _local_hour(start, tz)
+    while hour < end:
+        hours.append(hour)
+        hour = _local_hour(hour + timedelta(minutes=75), tz)
+    return hours
