@@ -191,7 +191,7 @@ class Call(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     call_ref: Mapped[str] = mapped_column(String(36), unique=True)
     uniqueid: Mapped[str] = mapped_column(String(64), default="", index=True)
-    linkedid: Mapped[str] = mapped_column(String(64), default="")
+    linkedid: Mapped[str] = mapped_column(String(64), default="", index=True)
     channel: Mapped[str] = mapped_column(Text, default="")
     callerid_raw: Mapped[str] = mapped_column(Text, default="")
     callerid_name: Mapped[str] = mapped_column(Text, default="")

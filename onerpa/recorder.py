@@ -1,32 +1,304 @@
 """Write call records from one background thread, so no caller ever waits on the database.
 
 The call flow hands over changes (``record(call_ref, **fields)``) and goes on at once. A
-single writer thread merges the changes per call and upserts them by ``call_ref`` in
-batches: one writer means SQLite never reports "database is locked" to a caller, and the
-upsert means every call is stored exactly once however often it is updated. When the
-database is down, changes wait in memory and are retried; if the buffer overflows, the loss
-is logged with the call reference — never dropped silently.
+single writer thread merges the changes per call and writes them in batches: one writer
+means SQLite never reports "database is locked" to a caller, and every call is stored
+exactly once however often it is updated. When the database is down, changes wait in
+memory and are retried; if the buffer overflows, the loss is logged with the call
+reference — never dropped silently.
+
+Several sources write to one call, at moments that can cross: the call flow (``ivr``), the
+dialplan hooks (``hook``: agent connect, hang-up), the queue_log reader (``queuelog``) and
+the sweep (``sweep``). The rules that keep their writes from undoing each other are in
+``merge``; they are applied to the stored row inside the writing transaction:
+
+- the status only moves forward (in_ivr, queued, talking, then an end); an end never
+  changes again, except ``lost``, which a real signal may still correct;
+- an end's time and who ended it belong to the hang-up hook; the other sources only fill
+  them while they are empty, and only together with the end status they come with;
+- a hook's stamps overwrite; the queue_log's whole-second stamps only fill empty fields;
+- None never erases a stored value.
+
+Every state change the write makes (arrived, decided, queued, answered, ended, swept) is
+appended to ``call_events`` in the same transaction; metrics follow that log by id.
+Only the call flow creates calls: a change from any other source for a call that is not
+stored is retried for ``orphan_grace`` seconds (the call flow's insert may still be on its
+way from another process), then dropped with a log line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from onerpa.models import Call
+from onerpa.callstatus import LIVE, CallStatus, EndedBy
+from onerpa.models import Call, CallEvent
 
 log = logging.getLogger(__name__)
 
 _FIELDS = frozenset(c.name for c in Call.__table__.columns) - {"id"}
+_COLUMNS = [c for c in Call.__table__.columns]
 _STOP = object()
+END_FIELDS = frozenset({"ended_at", "ended_by"})
+_RANK = {CallStatus.IN_IVR: 0, CallStatus.QUEUED: 1, CallStatus.TALKING: 2}
+_TERMINAL_RANK = 3
+_PROVISIONAL_ENDERS = frozenset({EndedBy.SWEEP.value, EndedBy.ERROR.value})
+
+
+class Source(StrEnum):
+    """Who says what happened to a call."""
+
+    IVR = "ivr"  # the call flow (FastAGI or classic AGI)
+    HOOK = "hook"  # the dialplan hooks: agent connect, hang-up handler
+    QUEUELOG = "queuelog"  # Asterisk's queue_log, whole seconds
+    SWEEP = "sweep"  # the sweep of calls no signal closed
+
+
+@dataclass(frozen=True)
+class CallKey:
+    """How a change finds its call: by our reference, or by the caller channel's uniqueid."""
+
+    call_ref: str | None = None
+    uniqueid: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.call_ref or self.uniqueid):
+            raise ValueError("a call key needs a call_ref or a uniqueid")
+
+    def __str__(self) -> str:
+        return self.call_ref or f"uniqueid {self.uniqueid}"
+
+
+@dataclass(frozen=True)
+class End:
+    """A signal that the call is over; the final status depends on where the call was.
+
+    ``answered`` is the signal's own evidence that an agent answered (True), that none did
+    (False), or None when it cannot tell.
+    """
+
+    answered: bool | None = None
+
+
+@dataclass
+class Change:
+    """What one source says about one call.
+
+    ``fields`` overwrite stored values (except None), ``fills`` only fill empty ones,
+    ``status`` moves the status forward if it can, and ``with_status`` is written only
+    when that status is accepted (filling end fields, overwriting the rest).
+    """
+
+    source: Source
+    fields: dict[str, Any] = field(default_factory=dict)
+    fills: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
+    with_status: dict[str, Any] = field(default_factory=dict)
+    end: End | None = None
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.fields) | set(self.fills) | set(self.with_status)) - _FIELDS
+        if unknown:
+            raise TypeError(f"not call fields: {sorted(unknown)}")
+
+    def absorb(self, later: Change) -> bool:
+        """Fold ``later`` into this change when that gives the same result; say if it did."""
+        if later.source is not self.source or later.end is not None or self.end is not None:
+            return False
+        if later.status and self.status and (later.with_status or self.with_status):
+            return False
+        self.fields.update({k: v for k, v in later.fields.items() if v is not None})
+        for name, value in later.fills.items():
+            self.fills.setdefault(name, value)
+        if later.status is not None:
+            self.status = later.status
+            self.with_status.update(later.with_status)
+        return True
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change a write made: the event appended, and the call as written."""
+
+    kind: str
+    at: datetime
+    source: Source
+    call: Mapping[str, Any]
+
+
+def ivr_change(fields: Mapping[str, Any]) -> Change:
+    """Return the call flow's ``fields`` as a change (end fields go with their status)."""
+    status = fields.get("status")
+    plain = {k: v for k, v in fields.items() if k != "status" and k not in END_FIELDS}
+    ends = {k: v for k, v in fields.items() if k in END_FIELDS}
+    if status is None:
+        return Change(Source.IVR, fields=plain, fills=ends)
+    return Change(Source.IVR, fields=plain, status=status, with_status=ends)
+
+
+# --- the rules -----------------------------------------------------------------------------
+
+
+def rank(status: str) -> int:
+    """Return how far along ``status`` is: IVR, queue, talking, ended."""
+    return _RANK.get(CallStatus(status), _TERMINAL_RANK)
+
+
+def advances(old: str | None, new: str) -> bool:
+    """Return True when a call may move from status ``old`` to ``new``."""
+    if old is None:
+        return True
+    if new == old:
+        return False
+    if old == CallStatus.LOST:
+        return new != CallStatus.IN_IVR
+    return rank(new) > rank(old)
+
+
+def final_status(row: Mapping[str, Any], end: End) -> str:
+    """Return the status an end signal gives the call ``row``."""
+    stored = row.get("status")
+    if stored is not None and stored not in LIVE and stored != CallStatus.LOST:
+        return str(stored)
+    if end.answered or stored == CallStatus.TALKING:
+        return CallStatus.COMPLETED.value
+    if stored == CallStatus.QUEUED or row.get("queued_at") is not None:
+        return CallStatus.ABANDONED_QUEUE.value
+    return CallStatus.ABANDONED_IVR.value
+
+
+def merge(row: Mapping[str, Any], change: Change) -> dict[str, Any]:
+    """Return ``row`` with ``change`` applied by the rules above."""
+    merged = dict(row)
+    status = final_status(row, change.end) if change.end is not None else change.status
+    if status is not None and advances(row.get("status"), status):
+        if row.get("status") == CallStatus.LOST and row.get("ended_by") in _PROVISIONAL_ENDERS:
+            merged["ended_by"] = None  # a real signal replaces the sweep's verdict
+        merged["status"] = status
+        for name, value in change.with_status.items():
+            _put(merged, name, value, fill=name in END_FIELDS and change.source is not Source.HOOK)
+    for name, value in change.fields.items():
+        _put(merged, name, value, fill=name in END_FIELDS and change.source is not Source.HOOK)
+    for name, value in change.fills.items():
+        _put(merged, name, value, fill=True)
+    return merged
+
+
+def _put(row: dict[str, Any], name: str, value: Any, *, fill: bool) -> None:
+    if value is None or (fill and row.get(name) is not None):
+        return
+    row[name] = value
+
+
+def transitions(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], source: Source, now: datetime
+) -> list[Transition]:
+    """Return the state changes between ``old`` and ``new``, in the order they happen."""
+    before = old or {}
+    found = []
+    if old is None:
+        found.append(Transition("arrived", new.get("arrived_at") or now, source, new))
+    for kind, stamp in (("decided", "decided_at"), ("queued", "queued_at")):
+        if before.get(stamp) is None and new.get(stamp) is not None:
+            found.append(Transition(kind, new[stamp], source, new))
+    if before.get("answered_at") is None and new.get("answered_at") is not None:
+        found.append(Transition("answered", new["answered_at"], source, new))
+    if new.get("status") != before.get("status") and _is_end(new.get("status")):
+        kind = "swept" if source is Source.SWEEP else "ended"
+        found.append(Transition(kind, new.get("ended_at") or now, source, new))
+    return found
+
+
+def _is_end(status: Any) -> bool:
+    return status is not None and status not in LIVE
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+class NotStored(LookupError):
+    """A change for a call that is not (yet) stored, from a source that may not create it."""
+
+
+def apply_changes(
+    conn: Connection, key: CallKey, changes: Iterable[Change], now: datetime
+) -> list[Transition]:
+    """Apply ``changes`` to the call ``key`` in ``conn``'s transaction; return what changed.
+
+    Raise ``NotStored`` when the call is not stored and no change may create it.
+    """
+    changes = list(changes)
+    old = _load(conn, key)
+    creates = key.call_ref is not None and any(c.source is Source.IVR for c in changes)
+    if old is None and not creates:
+        raise NotStored(str(key))
+    row: dict[str, Any] = dict(old) if old is not None else _new_row(key)
+    for change in changes:
+        row = merge(row, change)
+    found = transitions(old, row, changes[-1].source, now)
+    if old is None:
+        row.pop("id", None)
+        row["id"] = conn.execute(insert(Call.__table__).values(row)).inserted_primary_key[0]
+    else:
+        diff = {k: v for k, v in row.items() if old.get(k) != v}
+        if diff:
+            conn.execute(update(Call.__table__).where(Call.id == old["id"]).values(diff))
+    if found:
+        conn.execute(insert(CallEvent.__table__), [_event(row, t) for t in found])
+    return found
+
+
+def _new_row(key: CallKey) -> dict[str, Any]:
+    return {"call_ref": key.call_ref}
+
+
+def _load(conn: Connection, key: CallKey) -> dict[str, Any] | None:
+    """Return the stored call ``key`` names, locked for this transaction where possible."""
+    if key.call_ref:
+        queries = [select(*_COLUMNS).where(Call.call_ref == key.call_ref)]
+    else:
+        # A channel that re-enters the IVR makes a second call with the same uniqueid:
+        # the newest one is the one the hooks speak of.
+        queries = [
+            select(*_COLUMNS).where(column == key.uniqueid).order_by(Call.id.desc()).limit(1)
+            for column in (Call.uniqueid, Call.linkedid)
+        ]
+    for query in queries:
+        found = conn.execute(query.with_for_update()).mappings().first()
+        if found is not None:
+            return dict(found)
+    return None
+
+
+def _event(row: Mapping[str, Any], transition: Transition) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if transition.kind in ("ended", "swept"):
+        data["status"] = row["status"]
+    if transition.kind == "decided":
+        data["decision"] = row.get("decision")
+    return {
+        "call_ref": row["call_ref"],
+        "kind": transition.kind,
+        "at": transition.at,
+        "source": transition.source.value,
+        "agent": row.get("agent") if transition.kind == "answered" else None,
+        "data": json.dumps(data, separators=(",", ":")) if data else "",
+    }
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 class CallRecorder:
@@ -39,18 +311,24 @@ class CallRecorder:
         max_pending: int = 100_000,
         batch_size: int = 500,
         retry_delay: float = 0.5,
+        orphan_grace: float = 10.0,
         on_error: Callable[[Exception], None] | None = None,
+        on_record: Callable[[str, Mapping[str, Any]], None] | None = None,
+        clock: Callable[[], datetime] = _system_clock,
     ) -> None:
         self.engine = engine
         self.max_pending = max_pending
         self.batch_size = batch_size
         self.retry_delay = retry_delay
+        self.orphan_grace = orphan_grace
         self.on_error = on_error
+        self.on_record = on_record
+        self.clock = clock
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pending: dict[str, dict[str, Any]] = {}
+        self._pending: dict[CallKey, list[Change]] = {}
+        # Calls not stored yet: (first "not stored" answer, next try), monotonic seconds.
+        self._orphans: dict[CallKey, tuple[float, float]] = {}
         self._lost = 0
-        self._idle = threading.Event()
-        self._idle.set()
         self._thread = threading.Thread(target=self._run, name="call-recorder", daemon=True)
         self._thread.start()
 
@@ -59,18 +337,29 @@ class CallRecorder:
         """Return how many call changes were dropped because the buffer overflowed."""
         return self._lost
 
+    @property
+    def pending(self) -> int:
+        """Return how many calls have changes waiting to be written."""
+        return len(self._pending)
+
     def record(self, call_ref: str, **fields: Any) -> None:
-        """Queue ``fields`` to be stored on the call ``call_ref``."""
-        unknown = set(fields) - _FIELDS
-        if unknown:
-            raise TypeError(f"not call fields: {sorted(unknown)}")
-        self._idle.clear()
-        self._queue.put((call_ref, fields))
+        """Queue ``fields`` to be stored on the call ``call_ref`` (created if need be)."""
+        change = ivr_change(fields)  # refuses unknown fields at once
+        if self.on_record is not None:
+            self.on_record(call_ref, fields)
+        self._queue.put((CallKey(call_ref=call_ref), change))
+
+    def update(self, key: CallKey, change: Change) -> None:
+        """Queue ``change`` for the stored call ``key``; never creates a call."""
+        self._queue.put((key, change))
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued so far is written; return False on timeout."""
+        """Wait until everything queued so far is written; return False on timeout.
+
+        Changes for calls not stored yet count as done once tried: they wait for their call
+        in the background and never hold up a flush.
+        """
         done = threading.Event()
-        self._idle.clear()
         self._queue.put(done)
         return done.wait(timeout)
 
@@ -79,23 +368,34 @@ class CallRecorder:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._pending:
-            log.error("call records not written at shutdown: %s", sorted(self._pending))
+            log.error("call records not written at shutdown: %s", sorted(map(str, self._pending)))
 
     def _run(self) -> None:
         stopping = False
         waiters: list[threading.Event] = []
         while True:
-            stopping = self._collect(waiters, block=not self._pending) or stopping
-            if self._pending and not self._write():
+            stopping = self._collect(waiters, block=not self._due()) or stopping
+            if self._due() and not self._write():
                 if stopping:
                     return
                 time.sleep(self.retry_delay)
                 continue
+            if self._due():
+                continue  # more than one batch pending: write on before answering waiters
             for waiter in waiters:
                 waiter.set()
             waiters.clear()
             if stopping:
+                if self._pending:
+                    self._write(force=True)  # a last try for calls not stored yet
                 return
+
+    def _due(self) -> bool:
+        """Return True when some pending change should be tried now."""
+        if len(self._orphans) < len(self._pending):
+            return True
+        now = time.monotonic()
+        return any(self._orphans[key][1] <= now for key in self._pending)
 
     def _collect(self, waiters: list[threading.Event], *, block: bool) -> bool:
         """Move queued changes into ``_pending``; return True when asked to stop."""
@@ -119,35 +419,49 @@ class CallRecorder:
             except queue.Empty:
                 return False
 
-    def _merge(self, call_ref: str, fields: dict[str, Any]) -> None:
-        if call_ref not in self._pending and len(self._pending) >= self.max_pending:
+    def _merge(self, key: CallKey, change: Change) -> None:
+        if key not in self._pending and len(self._pending) >= self.max_pending:
             self._lost += 1
-            log.error("call record buffer full: change to call %s lost", call_ref)
+            log.error("call record buffer full: change to call %s lost", key)
             return
-        self._pending.setdefault(call_ref, {}).update(fields)
+        changes = self._pending.setdefault(key, [])
+        if not changes or not changes[-1].absorb(change):
+            changes.append(change)
 
-    def _write(self) -> bool:
-        """Upsert a batch of pending calls; keep them pending if the database fails."""
-        refs = list(self._pending)[: self.batch_size]
+    def _write(self, *, force: bool = False) -> bool:
+        """Write a batch of pending calls; keep them pending if the database fails."""
+        due = float("inf") if force else time.monotonic()
+        keys = [k for k in self._pending if k not in self._orphans or self._orphans[k][1] <= due]
+        keys = keys[: self.batch_size]
+        missing: list[CallKey] = []
+        now = self.clock()
         try:
             with self.engine.begin() as conn:
-                for ref in refs:
-                    conn.execute(_upsert(self.engine.dialect.name, ref, self._pending[ref]))
+                for key in keys:
+                    try:  # NotStored is raised before anything is written
+                        apply_changes(conn, key, self._pending[key], now)
+                    except NotStored:
+                        missing.append(key)
         except (SQLAlchemyError, OSError) as err:
             log.warning("call records not written yet (%d pending): %s", len(self._pending), err)
             if self.on_error is not None:
                 self.on_error(err)
             return False
-        for ref in refs:
-            del self._pending[ref]
+        for key in keys:
+            if key not in missing:
+                del self._pending[key]
+                self._orphans.pop(key, None)
+        self._wait_for_calls(missing)
         return True
 
-
-def _upsert(dialect: str, call_ref: str, fields: dict[str, Any]):  # type: ignore[no-untyped-def]
-    values = {"call_ref": call_ref, **fields}
-    module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(Call.__table__).values(values)
-    if not fields:
-        return statement.on_conflict_do_nothing(index_elements=["call_ref"])
-    return statement.on_conflict_do_update(index_elements=["call_ref"], set_=fields)
-
+    def _wait_for_calls(self, keys: list[CallKey]) -> None:
+        """Keep changes for calls not stored yet, until their grace runs out."""
+        now = time.monotonic()
+        for key in keys:
+            first = self._orphans.get(key, (now, now))[0]
+            if now - first >= self.orphan_grace:
+                del self._pending[key]
+                self._orphans.pop(key, None)
+                log.warning("no stored call %s: its change is dropped", key)
+            else:
+                self._orphans[key] = (first, now + self.retry_delay)

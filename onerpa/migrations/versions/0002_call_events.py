@@ -32,10 +32,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_call_events_call_ref"), ["call_ref"], unique=False)
     with op.batch_alter_table("calls", schema=None) as batch_op:
         batch_op.add_column(sa.Column("agent_interface", sa.String(length=100), nullable=True))
+        # The hooks' fallback when a call id is missing: find the call by the caller's linkedid.
+        batch_op.create_index(batch_op.f("ix_calls_linkedid"), ["linkedid"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("calls", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_calls_linkedid"))
         batch_op.drop_column("agent_interface")
     with op.batch_alter_table("call_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_call_events_call_ref"))
