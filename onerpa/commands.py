@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import click
 
+from dashboard.cli import COMMANDS as dashboard_commands
 from ivr.prompts import prompts_command
+from onerpa.importer import import_command
 
 ALL: list[click.Command] = []
 ALL.append(prompts_command)
+ALL.append(import_command)
+ALL.extend(dashboard_commands)

@@ -1,0 +1,193 @@
+"""The live board (every current call) and "my call" (the call an agent is on), with JSON.
+
+The pages are shells; ``static/live.js`` polls the JSON and draws the calls with
+``textContent`` only. Timers tick in the browser from the server's start time and the
+server's "now", so the browser's own clock never matters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, render_template, url_for
+from flask_login import current_user
+from sqlalchemy import Row
+
+from dashboard import labels, queries
+from dashboard.db import get_db, now, settings_of
+from onerpa import timing
+from onerpa.callstatus import CallStatus
+
+bp = Blueprint("board", __name__)
+
+TIMER_STATES = {
+    timing.Grade.WITHIN_TARGET: "ok",
+    timing.Grade.OVER_TARGET: "amber",
+    timing.Grade.OVER_LIMIT: "red",
+}
+PHASES = {
+    CallStatus.IN_IVR.value: "ivr",
+    CallStatus.QUEUED.value: "wait",
+    CallStatus.TALKING.value: "talk",
+}
+
+
+@bp.route("/")
+def index() -> Any:
+    """Show the live board."""
+    return render_template("board/index.html", **_live_config("board.data"))
+
+
+@bp.route("/my-call")
+def my_call() -> Any:
+    """Show the call that has just reached the signed-in agent."""
+    return render_template("board/my_call.html", **_live_config("board.my_call_data"))
+
+
+@bp.route("/api/board")
+def data() -> Any:
+    """Return every live call with its caller's context, as JSON."""
+    session, moment = get_db(), now()
+    calls = queries.live_calls(session, moment)
+    recent = queries.recent_calls(session, calls, current_app.config["RECENT_CALLS"])
+    view = _View(moment)
+    body = view.envelope()
+    body["calls"] = [view.call(row, recent.get(queries.caller_key(row), [])) for row in calls]
+    return jsonify(body)
+
+
+@bp.route("/api/my-call")
+def my_call_data() -> Any:
+    """Return the signed-in agent's current call and the last one they finished."""
+    session, moment = get_db(), now()
+    current, last = queries.agent_calls(session, current_user, moment)
+    view = _View(moment)
+    body = view.envelope()
+    body["linked"] = bool(current_user.member_interface or current_user.member_name)
+    body["interface"] = current_user.member_interface or current_user.member_name or ""
+    body["call"] = None
+    if current is not None:
+        recent = queries.recent_calls(session, [current], current_app.config["RECENT_CALLS"])
+        body["call"] = view.call(current, recent.get(queries.caller_key(current), []))
+    body["last"] = view.last(session, last) if last is not None else None
+    return jsonify(body)
+
+
+def _live_config(endpoint: str) -> dict[str, Any]:
+    return {
+        "data_url": url_for(endpoint),
+        "poll_ms": current_app.config["BOARD_POLL_MS"],
+    }
+
+
+class _View:
+    """Turn call rows into the JSON the pages draw."""
+
+    def __init__(self, moment: datetime) -> None:
+        settings = settings_of()
+        self.moment = moment
+        self.zone = settings.calendar.zone
+        self.targets = timing.Targets.from_settings(settings)
+        self.calls_url = url_for("calls.index")
+        self.customers_url = url_for("customers.index")
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "now": self.moment.isoformat(),
+            "now_ms": _ms(self.moment),
+            "thresholds": {
+                "amber_seconds": self.targets.consultation_target,
+                "red_seconds": self.targets.consultation_limit,
+            },
+        }
+
+    def call(self, row: Row[Any], recent: list[Row[Any]]) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "call_ref": row.call_ref,
+            "url": f"{self.calls_url}/{row.id}",
+            "status": row.status,
+            "status_label": labels.status_label(row.status),
+            "step": row.step,
+            "caller": {
+                "name": row.callerid_name,
+                "number": row.callerid_raw,
+                "e164": row.caller_e164,
+                "display": labels.phone_label(row.caller_e164) or row.callerid_raw,
+            },
+            "customer": self.customer(row),
+            "decision": {
+                "code": row.decision,
+                "label": labels.decision_label(row.decision),
+                "tone": labels.decision_tone(row.decision),
+                "explanation": row.explanation,
+            },
+            "topic": {"code": row.topic, "label": labels.topic_label(row.topic)},
+            "digits": row.digits,
+            "agent": row.agent or row.agent_interface or "",
+            "timer": self.timer(row),
+            "recent": [self.recent(item) for item in recent],
+        }
+
+    def customer(self, row: Row[Any]) -> dict[str, Any] | None:
+        if row.customer_id is None:
+            return None
+        return {
+            "id": row.customer_id,
+            "url": f"{self.customers_url}/{row.customer_id}",
+            "number": row.customer_number,
+            "organisation": row.organisation,
+            "contact": row.contact_name,
+            "email": row.email,
+        }
+
+    def timer(self, row: Row[Any]) -> dict[str, Any]:
+        started = _phase_start(row)
+        elapsed = max(0.0, (self.moment - started).total_seconds())
+        return {
+            "phase": PHASES.get(row.status, "ivr"),
+            "label": labels.TIMER_PHASES.get(row.status, ""),
+            "started_at": started.isoformat(),
+            "started_ms": _ms(started),
+            "elapsed_seconds": int(elapsed),
+            "state": timer_state(elapsed, self.targets),
+        }
+
+    def recent(self, row: Row[Any]) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "url": f"{self.calls_url}/{row.id}",
+            "at": row.arrived_at.astimezone(self.zone).strftime("%d.%m.%Y %H:%M"),
+            "status_label": labels.status_label(row.status),
+            "decision_label": labels.decision_label(row.decision),
+            "topic_label": labels.topic_label(row.topic),
+        }
+
+    def last(self, session: Any, row: Row[Any]) -> dict[str, Any]:
+        wrapped = bool(queries.latest_wrapups(session, [row.id]))
+        return {
+            "id": row.id,
+            "url": f"{self.calls_url}/{row.id}",
+            "organisation": row.organisation or "",
+            "caller": labels.phone_label(row.caller_e164) or row.callerid_raw,
+            "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+            "wrapped_up": wrapped,
+        }
+
+
+def timer_state(elapsed: float, targets: timing.Targets) -> str:
+    """Return ``ok``, ``amber`` (past the 3-minute target) or ``red`` (past the limit)."""
+    return TIMER_STATES[timing.grade(elapsed, targets)]
+
+
+def _phase_start(row: Row[Any]) -> datetime:
+    if row.status == CallStatus.TALKING and row.answered_at is not None:
+        return row.answered_at
+    if row.status == CallStatus.QUEUED and row.queued_at is not None:
+        return row.queued_at
+    return row.arrived_at
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

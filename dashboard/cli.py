@@ -1,0 +1,109 @@
+"""The dashboard's commands: ``create-user``, ``disable-user`` and ``dashboard``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from onerpa.db import session_factory
+from onerpa.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["agent", "supervisor"]))
+@click.option("--interface", default="", help="Queue member interface, e.g. PJSIP/101.")
+@click.option("--member-name", default="", help="Queue member name, if the queue uses one.")
+@click.option("--display-name", default="", help="Name shown in the dashboard.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--update", is_flag=True, help="Change an existing user (password, role, phone).")
+def create_user_command(
+    username: str,
+    role: str,
+    interface: str,
+    member_name: str,
+    display_name: str,
+    password_stdin: bool,
+    update: bool,
+) -> None:
+    """Create a dashboard user (agent or supervisor) with a password."""
+    from dashboard.users import UserError, create_user, find_user, update_user
+    from onerpa.cli import load_settings, open_database
+
+    password = _read_password(password_stdin)
+    engine = open_database(load_settings())
+    try:
+        with session_factory(engine).begin() as session:
+            existing = find_user(session, username)
+            done = "updated" if update and existing is not None else "created"
+            if update and existing is not None:
+                update_user(
+                    session,
+                    existing,
+                    role=role,
+                    password=password,
+                    interface=interface,
+                    active=True,
+                )
+            else:
+                create_user(
+                    session,
+                    username,
+                    role,
+                    password,
+                    interface=interface,
+                    member_name=member_name,
+                    display_name=display_name,
+                )
+    except UserError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"user {username} ({role}) {done}")
+
+
+@click.command("disable-user")
+@click.argument("username")
+def disable_user_command(username: str) -> None:
+    """Stop a user from signing in (their sessions end at their next request)."""
+    from dashboard.users import find_user, update_user
+    from onerpa.cli import load_settings, open_database
+
+    engine = open_database(load_settings())
+    with session_factory(engine).begin() as session:
+        user = find_user(session, username)
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        update_user(session, user, active=False)
+    click.echo(f"user {username} disabled")
+
+
+@click.command("dashboard")
+@click.option("--host", default=None, help="Address to listen on [ONERPA_DASHBOARD_HOST].")
+@click.option("--port", type=int, default=None, help="Port [ONERPA_DASHBOARD_PORT, 8080].")
+def dashboard_command(host: str | None, port: int | None) -> None:
+    """Serve the agent and supervisor dashboard (needs ONERPA_SECRET_KEY)."""
+    from dashboard import create_app
+    from dashboard.server import DashboardServer
+    from onerpa.cli import load_settings, open_database
+
+    settings = load_settings()
+    engine = open_database(settings)
+    try:
+        app = create_app({"ENGINE": engine, "SETTINGS": settings})
+    except SettingsError as err:
+        raise click.ClickException(f"configuration error: {err}") from None
+    server = DashboardServer(app, host or settings.dashboard_host, port or settings.dashboard_port)
+    click.echo(f"dashboard on {server.url}", err=True)
+    server.serve_forever()
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+COMMANDS = [create_user_command, disable_user_command, dashboard_command]
