@@ -1,0 +1,542 @@
+"""The AGI adapter: pyst2's ``AGI`` made safe for FastAGI sockets and classic pipes.
+
+pyst2 knows the AGI commands; its transport has traps that this subclass closes:
+
+* its constructor installs a SIGHUP handler, which raises outside the main thread: here only
+  classic mode installs one, and only from the main thread;
+* it writes debug chatter (caller numbers included) to stderr on every command: here nothing;
+* it writes ``str`` where a socket wants bytes: here every command is one ``bytes`` write,
+  because Asterisk misreads a command split across writes or two commands in one write;
+* it fails on the bare ``HANGUP`` line FastAGI sends on hang-up: here the line marks the
+  call as hung up and the real reply is read after it;
+* it does not escape ``"`` or ``\\`` inside arguments: here they are escaped;
+* its ``asterisk.fastagi`` module is Python 2 only: it is not used.
+
+Every read has a deadline on a socket and stops at end-of-stream, so a silent or vanished
+peer gives a typed error instead of a stuck call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import select
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Any, BinaryIO, cast
+
+import asterisk.agi as pyst2
+
+logger = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 8192  # longer lines are garbage, not AGI
+MAX_ENV_LINES = 512  # 22 keys plus at most 127 agi_arg_N in real Asterisk
+DEFAULT_ENV_TIMEOUT = 10.0
+DEFAULT_COMMAND_TIMEOUT = 120.0  # generous: a prompt plus a caller thinking
+
+_COMMAND_NAMES = frozenset(
+    {
+        "ANSWER", "ASYNCAGI BREAK", "CHANNEL STATUS", "CONTROL STREAM FILE", "DATABASE DEL",
+        "DATABASE DELTREE", "DATABASE GET", "DATABASE PUT", "EXEC", "GET DATA",
+        "GET FULL VARIABLE", "GET OPTION", "GET VARIABLE", "GOSUB", "HANGUP", "NOOP",
+        "RECEIVE CHAR", "RECEIVE TEXT", "RECORD FILE", "SAY ALPHA", "SAY DATE", "SAY DATETIME",
+        "SAY DIGITS", "SAY NUMBER", "SAY PHONETIC", "SAY TIME", "SEND IMAGE", "SEND TEXT",
+        "SET AUTOHANGUP", "SET CALLERID", "SET CONTEXT", "SET EXTENSION", "SET MUSIC",
+        "SET PRIORITY", "SET VARIABLE", "STREAM FILE", "TDD MODE", "VERBOSE", "WAIT FOR DIGIT",
+    }
+)  # fmt: skip
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+_ARG_KEY = re.compile(r"agi_arg_(\d+)")
+_DATA_AND_TAIL = re.compile(r"\((?P<data>.*)\)(?P<tail>(?: [a-z_]+=\S*)*)", re.DOTALL)
+_KEY_VALUE = re.compile(r" ([a-z_]+)=(\S*)")
+
+
+class AGIError(Exception):
+    """Base of every AGI failure."""
+
+
+class AGIHangup(AGIError):
+    """The caller hung up (HANGUP line, SIGHUP, end of stream, or result=-1 on a dead channel)."""
+
+
+class AGIDeadChannel(AGIHangup):
+    """Asterisk refused a channel command with 511: the channel is gone."""
+
+
+class AGIInvalidCommand(AGIError):
+    """Asterisk answered 510: unknown or empty command."""
+
+
+class AGIUsageError(AGIError):
+    """Asterisk answered with a 520 usage block; ``usage`` holds its text."""
+
+    def __init__(self, usage: str) -> None:
+        super().__init__(usage.split("\n", 1)[0])
+        self.usage = usage
+
+
+class AGIProtocolError(AGIError):
+    """Asterisk's side made no sense: unknown code, over-long line, truncated block."""
+
+
+class AGITimeout(AGIProtocolError):
+    """Asterisk did not answer in time."""
+
+
+@dataclass(frozen=True)
+class AGIReply:
+    """One ``200`` reply: the ``result=`` value, the text in parentheses, ``endpos=``."""
+
+    result: str
+    data: str | None = None
+    endpos: int | None = None
+
+
+def parse_reply(line: str) -> AGIReply:
+    """Parse a ``200 result=...`` line, e.g. ``200 result=1 (value)`` or ``... endpos=7040``."""
+    if not line.startswith("200 result="):
+        raise AGIProtocolError(f"not a 200 reply: {line[:80]!r}")
+    result, _, rest = line[len("200 result=") :].partition(" ")
+    data: str | None = None
+    tail = " " + rest if rest else ""
+    if rest.startswith("("):
+        # Greedy: a value may itself hold ")" and "(", only trailing key=value pairs follow it.
+        match = _DATA_AND_TAIL.fullmatch(rest)
+        if match is None:
+            raise AGIProtocolError(f"unbalanced parentheses in reply: {line[:80]!r}")
+        data, tail = match["data"], match["tail"]
+    fields = dict(_KEY_VALUE.findall(tail))
+    try:
+        endpos = int(fields["endpos"]) if "endpos" in fields else None
+    except ValueError:
+        raise AGIProtocolError(f"bad endpos in reply: {line[:80]!r}") from None
+    return AGIReply(result, data, endpos)
+
+
+def quote(value: str) -> str:
+    """Quote an argument for Asterisk, escaping backslashes and double quotes."""
+    value = _one_line(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _bare(value: str) -> str:
+    """Format a name-like argument: as it is when plain, quoted when it needs to be."""
+    value = _one_line(value)
+    return value if value and not _NEEDS_QUOTES.search(value) else quote(value)
+
+
+def _one_line(value: str) -> str:
+    # AGI is line-based: a line break (or NUL) inside an argument would start a new command.
+    return value.replace("\r", " ").replace("\n", " ").replace("\0", " ")
+
+
+def _digit(result: str) -> str:
+    """Turn an ASCII-code result (0 = none) into the digit pressed."""
+    try:
+        code = int(result)
+    except ValueError:
+        raise AGIProtocolError(f"expected a digit code, got {result[:20]!r}") from None
+    if code < 0 or code > 0x10FFFF:
+        raise AGIProtocolError(f"expected a digit code, got {code}")
+    return chr(code) if code else ""
+
+
+def _command_name(line: str) -> str:
+    """Name the command for debug logs without its arguments (which may hold caller data)."""
+    words = line.split(" ", 3)
+    for count in (3, 2, 1):
+        name = " ".join(words[:count]).upper()
+        if name in _COMMAND_NAMES:
+            return name
+    return "?"
+
+
+def _socket_fd(stream: object) -> int | None:
+    """The stream's descriptor when it is a socket (the transport that gets deadlines)."""
+    try:
+        fd = cast(BinaryIO, stream).fileno()
+        return fd if stat.S_ISSOCK(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _wait_readable(fd: int, timeout: float) -> bool:
+    """Wait until fd is readable; poll, not select, so descriptors above 1024 work."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+
+
+class _Discard:
+    """Stands in for pyst2's stderr: any inherited code path that writes to it says nothing."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+class _Wire:
+    """Bounded line reads with deadlines, and one write per command line."""
+
+    def __init__(self, reader: BinaryIO, writer: BinaryIO, max_line: int) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._max_line = max_line
+        self._buffer = bytearray()
+        self._eof = False
+        # read1 returns what is there instead of waiting for a full buffer; raw streams lack it.
+        self._read_some = getattr(reader, "read1", reader.read)
+        self._fd = _socket_fd(reader)
+
+    def read_line(self, deadline: float | None) -> bytes | None:
+        """Return the next line without its newline, or None at end of stream."""
+        while True:
+            end = self._buffer.find(b"\n", 0, self._max_line + 1)
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                return line
+            if len(self._buffer) > self._max_line:
+                raise AGIProtocolError(f"line longer than {self._max_line} bytes")
+            if self._eof:
+                if self._buffer:
+                    raise AGIProtocolError("stream ended in the middle of a line")
+                return None
+            self._fill(deadline)
+
+    def _fill(self, deadline: float | None) -> None:
+        if not self._readable_by(deadline):
+            raise AGITimeout("no data from Asterisk in time")
+        try:
+            chunk = self._read_some(65536)
+        except TimeoutError as exc:  # a socket that carries its own timeout
+            raise AGITimeout("no data from Asterisk in time") from exc
+        except (ConnectionResetError, BrokenPipeError):
+            chunk = b""
+        if chunk:
+            self._buffer += chunk
+        else:
+            self._eof = True
+
+    def _readable_by(self, deadline: float | None) -> bool:
+        if self._fd is None or deadline is None:
+            return True  # pipes and in-memory streams: Asterisk is the parent, no deadline
+        return _wait_readable(self._fd, deadline - time.monotonic())
+
+    def write_line(self, line: str) -> None:
+        """Write one command line with its newline in a single write."""
+        if "\n" in line or "\r" in line:
+            raise ValueError("an AGI command is a single line without CR or LF")
+        view = memoryview(line.encode("utf-8") + b"\n")
+        try:
+            while view:
+                written = self._writer.write(view)
+                if not written:
+                    raise AGIProtocolError("the AGI stream accepted no bytes")
+                view = view[written:]
+            self._writer.flush()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise AGIHangup("Asterisk closed the connection") from exc
+
+
+class AGIChannel(pyst2.AGI):
+    """One AGI session with Asterisk, over a FastAGI socket or classic stdin/stdout."""
+
+    def __init__(
+        self,
+        reader: BinaryIO,
+        writer: BinaryIO,
+        *,
+        classic: bool = False,
+        env_timeout: float | None = None,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        max_line: int = MAX_LINE_BYTES,
+    ) -> None:
+        # pyst2's own constructor is skipped on purpose: it installs SIGHUP unconditionally
+        # and writes the environment to stderr. Its attributes are set for inherited methods.
+        self.stdin, self.stdout, self.stderr = reader, writer, _Discard()
+        self.classic = classic
+        self.hung_up = False
+        self.env: dict[str, str] = {}
+        self.args: list[str] = []
+        self.script = ""
+        self._wire = _Wire(reader, writer, max_line)
+        self._command_timeout = command_timeout
+        self._sock: socket.socket | None = None
+        self._closed = False
+        self._previous_sighup: Any = None
+        self._sighup_installed = False
+        try:
+            if classic:
+                self._install_sighup()
+            self.env = self._read_env(env_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.args = _args(self.env)
+        self.script = _script(self.env)
+
+    @classmethod
+    def from_socket(
+        cls,
+        sock: socket.socket,
+        *,
+        env_timeout: float | None = DEFAULT_ENV_TIMEOUT,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+    ) -> AGIChannel:
+        """Open a FastAGI channel on a connected socket; the channel then owns the socket."""
+        sock.settimeout(None)  # deadlines come from poll(); the socket itself just blocks
+        stream = cast(BinaryIO, sock.makefile("rwb", buffering=0))
+        try:
+            channel = cls(stream, stream, env_timeout=env_timeout, command_timeout=command_timeout)
+        except BaseException:
+            _close_socket(sock)
+            raise
+        channel._sock = sock
+        return channel
+
+    @classmethod
+    def from_stdio(cls) -> AGIChannel:
+        """Open a classic AGI channel on stdin/stdout, moving every other output to stderr."""
+        sys.stdout.flush()
+        agi_fd = os.dup(1)
+        # A stray print, a C library or a child process writing to fd 1 would corrupt the
+        # protocol, so fd 1 becomes stderr and only the channel keeps the real stdout.
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        writer = os.fdopen(agi_fd, "wb", buffering=0)
+        return cls(sys.stdin.buffer, cast(BinaryIO, writer), classic=True)
+
+    def __enter__(self) -> AGIChannel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the commands the call flow uses ---------------------------------------------------
+
+    def answer(self) -> None:
+        """Answer the channel."""
+        if self._command("ANSWER").result.startswith("-"):
+            self._raise_hangup("ANSWER failed")
+
+    def play(self, name: str, escape_digits: str = "") -> str:
+        """Play a prompt (STREAM FILE); return the escape digit pressed, or ""."""
+        reply = self._command(f"STREAM FILE {_bare(name)} {quote(escape_digits)}")
+        if reply.result == "-1":
+            self._missing_prompt_or_hangup(name)
+            return ""
+        return _digit(reply.result)
+
+    def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        """Play a prompt and collect digits; return (digits, timed_out), "#" not included."""
+        reply = self._command(f"GET DATA {_bare(prompt)} {int(timeout_ms)} {int(max_digits)}")
+        if reply.result == "-1":
+            self._missing_prompt_or_hangup(prompt)
+            return "", True
+        return reply.result, reply.data == "timeout"
+
+    def wait_for_digit(self, timeout_ms: int) -> str:
+        """Wait for one digit; return it, or "" on timeout."""
+        reply = self._command(f"WAIT FOR DIGIT {int(timeout_ms)}")
+        if reply.result == "-1":
+            self._raise_hangup("WAIT FOR DIGIT ended by a hang-up")
+        return _digit(reply.result)
+
+    def set_variable(self, name: str, value: str) -> None:
+        """Set a channel variable for the dialplan."""
+        self._command(f"SET VARIABLE {_bare(name)} {quote(value)}")
+
+    def get_variable(self, name: str) -> str | None:
+        """Read a channel variable or function; None when it is not set."""
+        reply = self._command(f"GET VARIABLE {_bare(name)}")
+        if reply.result == "0":
+            return None
+        return reply.data or ""
+
+    def verbose(self, message: str, level: int = 1) -> None:
+        """Write a message to the Asterisk console."""
+        self._command(f"VERBOSE {quote(message)} {int(level)}")
+
+    def exec_app(self, app: str, options: str = "") -> int:
+        """Run a dialplan application; return its result (-2: no such application)."""
+        line = f"EXEC {_bare(app)}" + (f" {quote(options)}" if options else "")
+        result = self._command(line).result
+        try:
+            return int(result)
+        except ValueError:
+            raise AGIProtocolError(f"EXEC gave a non-numeric result {result[:20]!r}") from None
+
+    def close(self) -> None:
+        """Close the channel (FastAGI: the socket); calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._restore_sighup()
+        for stream in (self.stdout, self.stdin):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+        if self._sock is not None:
+            _close_socket(self._sock)
+
+    # -- pyst2's interface, kept working for the inherited helpers -------------------------
+
+    def send_command(self, command: str, *args: object) -> None:
+        """Send one command line (pyst2's interface); arguments must already be quoted."""
+        line = " ".join([command.strip(), *map(str, args)]).strip()
+        logger.debug("AGI command %s", _command_name(line))
+        self._wire.write_line(line)
+
+    def get_result(self, stdin: object = None) -> dict[str, tuple[str, str]]:
+        """Read one reply in pyst2's shape: {"result": (value, data), ...}."""
+        reply = self._read_reply()
+        result = {"result": (reply.result, reply.data or "")}
+        if reply.endpos is not None:
+            result["endpos"] = (str(reply.endpos), "")
+        return result
+
+    def execute(self, command: str, *args: object) -> dict[str, tuple[str, str]]:
+        """Send a command and read its reply (pyst2's interface)."""
+        self.send_command(command, *args)
+        return self.get_result()
+
+    def _quote(self, string: object) -> str:
+        return quote(str(string))
+
+    def test_hangup(self) -> None:
+        """Raise AGIHangup once a hang-up has been seen (pyst2's interface)."""
+        if self.hung_up:
+            raise AGIHangup("the caller hung up")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _command(self, line: str) -> AGIReply:
+        if self._closed:
+            raise AGIError("the AGI channel is closed")
+        self.send_command(line)
+        return self._read_reply()
+
+    def _read_reply(self) -> AGIReply:
+        """Read the reply to the command just sent, skipping HANGUP lines that come first."""
+        timeout = self._command_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            line = self._read_text(deadline)
+            if line == "HANGUP":
+                # From an earlier interruption or pushed while idle; the real reply follows.
+                self.hung_up = True
+                continue
+            code = line[:4]
+            if code == "200 ":
+                return parse_reply(line)
+            if code == "510 ":
+                raise AGIInvalidCommand(line)
+            if code == "511 ":
+                self.hung_up = True
+                raise AGIDeadChannel(line)
+            if code in ("520-", "520 "):
+                raise AGIUsageError(self._read_usage(line, deadline))
+            raise AGIProtocolError(f"unexpected reply from Asterisk: {line[:80]!r}")
+
+    def _read_usage(self, first: str, deadline: float | None) -> str:
+        """Read a 520 block to its end; one of its lines may look like a 200 reply."""
+        lines = [first]
+        while lines[-1].startswith("520-"):
+            line = self._read_text(deadline)
+            lines.append(line)
+            if line.startswith("520 "):
+                break
+        return "\n".join(lines)
+
+    def _read_text(self, deadline: float | None) -> str:
+        raw = self._wire.read_line(deadline)
+        if raw is None:
+            self.hung_up = True
+            raise AGIHangup("Asterisk closed the connection")
+        return raw.decode("utf-8", "replace")
+
+    def _read_env(self, timeout: float | None) -> dict[str, str]:
+        """Read the agi_* block up to its empty line, within one deadline for the whole block."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        env: dict[str, str] = {}
+        while True:
+            raw = self._wire.read_line(deadline)
+            if raw is None and not env:
+                self.hung_up = True
+                raise AGIHangup("the connection closed before the environment block")
+            if raw is None:
+                raise AGIProtocolError("the environment block is truncated")
+            if not raw:
+                break
+            key, sep, value = raw.decode("utf-8", "replace").partition(":")
+            if not sep or not key.startswith("agi_") or len(env) >= MAX_ENV_LINES:
+                raise AGIProtocolError(f"unexpected line in environment block: {key[:40]!r}")
+            env[key] = value[1:] if value.startswith(" ") else value
+        if not env:
+            raise AGIProtocolError("empty environment block")
+        return env
+
+    def _missing_prompt_or_hangup(self, prompt: str) -> None:
+        """Tell a hang-up from a missing prompt after result=-1, by asking for the status."""
+        self._command("CHANNEL STATUS")  # a dead channel answers 511 -> AGIDeadChannel
+        if self.hung_up:
+            raise AGIHangup(f"the caller hung up during {prompt}")
+        logger.warning("Prompt %s is missing; carrying on as if no key was pressed", prompt)
+
+    def _raise_hangup(self, message: str) -> None:
+        self.hung_up = True
+        raise AGIHangup(message)
+
+    def _install_sighup(self) -> None:
+        """Catch SIGHUP, classic AGI's hang-up sign; Python allows it in the main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            logger.debug("Classic AGI outside the main thread: SIGHUP is left alone")
+            return
+        self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+        self._sighup_installed = True
+
+    def _restore_sighup(self) -> None:
+        if self._sighup_installed and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._sighup_installed = False
+
+    def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
+        # Only a flag: logging from a signal handler can deadlock on the logging lock.
+        self.hung_up = True
+
+
+def _args(env: dict[str, str]) -> list[str]:
+    numbered = {}
+    for key, value in env.items():
+        match = _ARG_KEY.fullmatch(key)
+        if match:
+            numbered[int(match[1])] = value
+    return [numbered[n] for n in sorted(numbered)]
+
+
+def _script(env: dict[str, str]) -> str:
+    if "agi_network_script" in env:
+        return env["agi_network_script"].split("?", 1)[0]
+    return os.path.basename(env.get("agi_request", ""))
+
+
+def _close_socket(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
