@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from ivr import dialplan
 from ivr.agi import AGIChannel
-from ivr.routes import call
+from ivr.routes import agent_connect, call, hangup
 from ivr.services import Services
 
 Route = Callable[[AGIChannel, Services], None]
 
 ROUTES: dict[str, Route] = {
     dialplan.SCRIPT_CALL: call.run,
+    dialplan.SCRIPT_AGENT_CONNECT: agent_connect.run,
+    dialplan.SCRIPT_HANGUP: hangup.run,
 }
