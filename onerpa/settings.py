@@ -53,6 +53,14 @@ class Settings:
     digits_timeout: timedelta = timedelta(seconds=7)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8080
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464  # the `metrics` process (database collector)
+    fastagi_metrics_port: int = 9465  # the FastAGI server's own exporter; 0 = none
+    queue_log: str = "/var/log/asterisk/queue_log"
+    sweep_interval: timedelta = timedelta(seconds=60)
+    sweep_in_ivr: timedelta = timedelta(minutes=15)
+    sweep_queued: timedelta = timedelta(hours=2)
+    sweep_talking: timedelta = timedelta(hours=4)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +90,16 @@ class Settings:
             digits_timeout=get.seconds("ONERPA_DIGITS_TIMEOUT_SECONDS", 7),
             dashboard_host=get.text("ONERPA_DASHBOARD_HOST", "127.0.0.1"),
             dashboard_port=get.port("ONERPA_DASHBOARD_PORT", 8080),
+            metrics_host=get.text("ONERPA_METRICS_HOST", "127.0.0.1"),
+            metrics_port=get.port("ONERPA_METRICS_PORT", 9464),
+            fastagi_metrics_port=get.integer(
+                "ONERPA_FASTAGI_METRICS_PORT", 9465, low=0, high=65535
+            ),
+            queue_log=get.text("ONERPA_QUEUE_LOG", "/var/log/asterisk/queue_log"),
+            sweep_interval=get.seconds("ONERPA_SWEEP_INTERVAL_SECONDS", 60),
+            sweep_in_ivr=get.seconds("ONERPA_SWEEP_IN_IVR_SECONDS", 15 * 60),
+            sweep_queued=get.seconds("ONERPA_SWEEP_QUEUED_SECONDS", 2 * 3600),
+            sweep_talking=get.seconds("ONERPA_SWEEP_TALKING_SECONDS", 4 * 3600),
         )
 
 
