@@ -284,10 +284,11 @@ class EmulatedCall:
         except OSError:
             return CallResult(status="NOTFOUND", connected=False)
         transport = _PipeTransport(proc, self.timeout)
+        session = _Session(self, transport)
         try:
-            return _Session(self, transport).run(script or Path(argv[-1]).name, None)
+            return session.run(script or Path(argv[-1]).name, None)
         finally:
-            transport.reap()
+            session.result.returncode = transport.reap(kill=session.broken)
 
     def _run_socket(self, sock: socket.socket, request: str, script: str) -> CallResult:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -492,15 +493,18 @@ class _PipeTransport:
         with contextlib.suppress(OSError):
             self._stdin.close()
 
-    def reap(self) -> None:
-        """Wait for the script to exit (killing it after the timeout) and close its pipes."""
+    def reap(self, kill: bool = False) -> int:
+        """Wait for the script to exit (killed if asked, or after the timeout); its status."""
         self.close()
+        if kill and self._proc.poll() is None:
+            self._proc.kill()
         try:
             self._proc.wait(self._timeout)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
         self._stdout.close()
+        return self._proc.returncode
 
 
 # -- the call -------------------------------------------------------------------------------
