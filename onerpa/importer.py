@@ -660,7 +660,11 @@ def _write_batch(conn: Connection, batch: list[list[CustomerRow]]) -> Counter[st
     }
     changes["licences_added"] += _add_missing(conn, _TABLES["licences"], _LICENCE, unnumbered)
     updates = {
-        (ids[row.customer_number], row.updates_purchased_on, row.updates_months)
+        (
+            ids[row.customer_number],
+            row.updates_purchased_on,
+            row.updates_months or DEFAULT_UPDATE_MONTHS,
+        )
         for row in rows
         if row.updates_purchased_on
     }
