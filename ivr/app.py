@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from ivr.lookup import Directory
 from ivr.services import Services, system_clock
 from onerpa import db
+from onerpa.metrics import ProcessMetrics
 from onerpa.recorder import CallRecorder
 from onerpa.settings import Settings
 
@@ -20,13 +21,20 @@ def build_services(
     *,
     clock: Callable[[], datetime] = system_clock,
     lookup_workers: int = 16,
+    metrics: ProcessMetrics | None = None,
 ) -> Services:
-    """Return the services a route runs with, on ``engine``."""
+    """Return the services a route runs with, on ``engine``, reporting to ``metrics``."""
+    metrics = metrics or ProcessMetrics()
+    recorder = CallRecorder(
+        engine, on_error=metrics.database_error("record"), on_record=metrics.on_record
+    )
+    metrics.watch_recorder(recorder)
     return Services(
         settings=settings,
         directory=Directory(db.session_factory(engine), workers=lookup_workers),
-        recorder=CallRecorder(engine),
+        recorder=recorder,
         clock=clock,
+        metrics=metrics,
     )
 
 

@@ -15,10 +15,16 @@ log = logging.getLogger(__name__)
 def run_session(channel: AGIChannel, services: Services) -> None:
     """Serve one AGI session on ``channel``; never raises."""
     script = channel.script or dialplan.SCRIPT_CALL
+    with services.metrics.session(script):
+        _serve(channel, services, script)
+
+
+def _serve(channel: AGIChannel, services: Services, script: str) -> None:
     route = ROUTES.get(script)
     try:
         if route is None:
             log.warning("unknown AGI script %r; letting the call through", script)
+            services.metrics.agi_error(script, "unknown_script")
             let_through(channel)
             return
         route(channel, services)
@@ -26,8 +32,10 @@ def run_session(channel: AGIChannel, services: Services) -> None:
         log.info("AGI session %s ended by hang-up", script)
     except AGIError as err:
         log.warning("AGI session %s closed: %s", script, err)
+        services.metrics.agi_error(script, "protocol")
     except Exception:
         log.exception("AGI session %s failed; letting the call through", script)
+        services.metrics.agi_error(script, "exception")
         let_through(channel)
 
 

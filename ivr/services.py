@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ivr.lookup import Directory
+from onerpa.metrics import ProcessMetrics
 from onerpa.recorder import CallRecorder
 from onerpa.settings import Settings
 
@@ -18,10 +19,11 @@ def system_clock() -> datetime:
 
 @dataclass
 class Services:
-    """The settings, directory, call recorder and clock a route runs with."""
+    """The settings, directory, call recorder, clock and metrics a route runs with."""
 
     settings: Settings
     directory: Directory
     recorder: CallRecorder
     clock: Callable[[], datetime] = system_clock
     server: str = field(default_factory=socket.gethostname)
+    metrics: ProcessMetrics = field(default_factory=ProcessMetrics)  # unexported by default

@@ -11,9 +11,11 @@ from dashboard.cli import COMMANDS as dashboard_commands
 from ivr.prompts import prompts_command
 from onerpa.demo import demo_data_command
 from onerpa.importer import import_command
+from onerpa.timing_commands import COMMANDS as timing_commands
 
 ALL: list[click.Command] = []
 ALL.append(prompts_command)
 ALL.append(import_command)
 ALL.append(demo_data_command)
 ALL.extend(dashboard_commands)
+ALL.extend(timing_commands)

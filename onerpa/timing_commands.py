@@ -1,0 +1,113 @@
+"""The call-timing commands: ``metrics``, ``sweep`` and ``queuelog``."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from prometheus_client import CollectorRegistry, start_http_server
+
+from onerpa import queuelog, sweep
+from onerpa.metrics import DatabaseCollector
+from onerpa.timing import Targets
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1000  # queue_log lines per transaction when reading a whole file
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@click.command("metrics")
+@click.option("--host", default=None, help="Address to listen on [ONERPA_METRICS_HOST].")
+@click.option("--port", type=int, default=None, help="Port [ONERPA_METRICS_PORT, 9464].")
+@click.option(
+    "--sweep/--no-sweep",
+    "with_sweep",
+    default=False,
+    help="Also sweep stale calls (for classic AGI, where no FastAGI server does).",
+)
+def metrics_command(host: str | None, port: int | None, with_sweep: bool) -> None:
+    """Export the site's call metrics (from the database) on /metrics."""
+    from onerpa.cli import load_settings, open_database
+
+    settings = load_settings()
+    engine = open_database(settings)
+    registry = CollectorRegistry()
+    collector = DatabaseCollector(engine, Targets.from_settings(settings), registry=registry)
+    address = (host or settings.metrics_host, port or settings.metrics_port)
+    start_http_server(address[1], address[0], registry)
+    click.echo(f"metrics on http://{address[0]}:{address[1]}/metrics", err=True)
+    stop = threading.Event()
+    if with_sweep:
+        errors = collector.errors.labels("sweep")
+        sweep.run_periodically(
+            engine,
+            sweep.Limits.from_settings(settings),
+            settings.sweep_interval.total_seconds(),
+            _utcnow,
+            stop=stop,
+            on_error=lambda _err: errors.inc(),
+        )
+    _wait_for_signal(stop)
+
+
+@click.command("sweep")
+def sweep_command() -> None:
+    """Mark calls lost that stayed live longer than any real call could."""
+    from onerpa.cli import load_settings, open_database
+
+    settings = load_settings()
+    engine = open_database(settings)
+    marked = sweep.sweep(engine, _utcnow(), sweep.Limits.from_settings(settings))
+    click.echo(f"{marked} stale calls marked lost")
+
+
+@click.command("queuelog")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--follow", is_flag=True, help="Keep reading as Asterisk writes, like tail -F.")
+@click.option("--queue", "queues", multiple=True, help="Queue to read [ONERPA_QUEUE].")
+@click.option("--all-queues", is_flag=True, help="Read the lines of every queue.")
+def queuelog_command(
+    path: Path | None, follow: bool, queues: tuple[str, ...], all_queues: bool
+) -> None:
+    """Fill call times the hooks missed from Asterisk's queue_log [ONERPA_QUEUE_LOG]."""
+    from onerpa.cli import load_settings, open_database
+
+    settings = load_settings()
+    engine = open_database(settings)
+    path = path or Path(settings.queue_log)
+    wanted = () if all_queues else (queues or (settings.queue,))
+    if follow:
+        ingester = queuelog.Ingester(engine, queues=wanted)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"following {path}", err=True)
+        queuelog.follow(path, ingester, stop=stop.is_set)
+        return
+    ingester = queuelog.Ingester(engine, queues=wanted, grace=0)
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        while chunk := list(itertools.islice(handle, CHUNK)):
+            ingester.feed(chunk)
+    counts = ingester.counts
+    click.echo(
+        f"{counts.applied} lines applied, {counts.unknown} of calls not stored, "
+        f"{counts.ignored} ignored, {counts.malformed} malformed"
+    )
+
+
+COMMANDS = [metrics_command, sweep_command, queuelog_command]
