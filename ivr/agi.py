@@ -401,7 +401,11 @@ class AGIChannel(pyst2.AGI):
         """Send one command line (pyst2's interface); arguments must already be quoted."""
         line = " ".join([command.strip(), *map(str, args)]).strip()
         logger.debug("AGI command %s", _command_name(line))
-        self._wire.write_line(line)
+        try:
+            self._wire.write_line(line)
+        except AGIHangup:
+            self.hung_up = True
+            raise
 
     def get_result(self, stdin: object = None) -> dict[str, tuple[str, str]]:
         """Read one reply in pyst2's shape: {"result": (value, data), ...}."""
@@ -457,11 +461,9 @@ class AGIChannel(pyst2.AGI):
     def _read_usage(self, first: str, deadline: float | None) -> str:
         """Read a 520 block to its end; one of its lines may look like a 200 reply."""
         lines = [first]
-        while lines[-1].startswith("520-"):
-            line = self._read_text(deadline)
-            lines.append(line)
-            if line.startswith("520 "):
-                break
+        if first.startswith("520-"):
+            while not lines[-1].startswith("520 "):
+                lines.append(self._read_text(deadline))
         return "\n".join(lines)
 
     def _read_text(self, deadline: float | None) -> str:
