@@ -3,6 +3,8 @@
 Use from the dialplan as ``AGI(onerpa-agi)`` (the console script) for small installs; the
 FastAGI server is the way to run in production. Only the AGI protocol may reach stdout:
 anything else printed would corrupt it, so ``sys.stdout`` is pointed at stderr first.
+The first AGI argument names the route (``call``, ``agent-connect``, ``hangup``), as the
+path of the FastAGI URL does.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from ivr import dialplan
 from ivr.agi import AGIChannel, AGIError
 from ivr.app import build_services, close_services
 from ivr.runner import run_session
@@ -21,11 +24,9 @@ log = logging.getLogger("ivr.classic")
 
 def main() -> int:
     """Serve one call on stdin/stdout; the exit status is always 0 for Asterisk."""
-    agi_in, agi_out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print() must not reach Asterisk
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="onerpa-agi: %(message)s")
     try:
-        channel = AGIChannel(agi_in, agi_out, classic=True)
+        channel = AGIChannel.from_stdio()
     except AGIError as err:
         log.error("no AGI session: %s", err)
         return 0
@@ -34,16 +35,22 @@ def main() -> int:
     except SettingsError as err:
         # The dialplan sees no route and takes the caller to the queue by its fallback.
         log.error("configuration error: %s", err)
+        channel.close()
         return 0
     engine = db.make_engine(settings.database_url)
     services = build_services(settings, engine, lookup_workers=2)
     try:
-        run_session(channel, services)
+        run_session(channel, services, script=route_name(channel.args))
     finally:
         close_services(services, timeout=2.0)
         channel.close()
         engine.dispose()
     return 0
+
+
+def route_name(args: list[str]) -> str:
+    """Return the route a classic AGI serves: its first argument, ``call`` by default."""
+    return args[0] if args and args[0] else dialplan.SCRIPT_CALL
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from ivr.services import Services
 log = logging.getLogger(__name__)
 
 
-def run_session(channel: AGIChannel, services: Services) -> None:
+def run_session(channel: AGIChannel, services: Services, script: str | None = None) -> None:
     """Serve one AGI session on ``channel``; never raises."""
-    script = channel.script or dialplan.SCRIPT_CALL
+    script = script or channel.script or dialplan.SCRIPT_CALL
     with services.metrics.session(script):
         _serve(channel, services, script)
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import click
 
 from dashboard.cli import COMMANDS as dashboard_commands
+from ivr.cli import fastagi_command
 from ivr.prompts import prompts_command
+from ivr.simulate import simulate_command
 from onerpa.demo import demo_data_command
 from onerpa.importer import import_command
 from onerpa.timing_commands import COMMANDS as timing_commands
 
 ALL: list[click.Command] = []
+ALL.append(fastagi_command)
+ALL.append(simulate_command)
 ALL.append(prompts_command)
 ALL.append(import_command)
 ALL.append(demo_data_command)

@@ -29,6 +29,12 @@ DECISION_DEGRADED = "degraded"
 TOPIC_KEYS = {"1": Topic.BUG, "2": Topic.HOWTO, "3": Topic.LICENSING}
 MENU_TIMEOUT_MS = 5000
 _SUMMARY_LIMIT = 250
+TOPIC_LABELS = {
+    Topic.BUG: "критическая ошибка",
+    Topic.HOWTO: "вопрос по работе",
+    Topic.LICENSING: "лицензирование",
+    Topic.NONE: "тема не выбрана",
+}
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,7 @@ def variables(services: Services, call: CallLog, outcome: Outcome) -> dict[str, 
 def summary(outcome: Outcome) -> str:
     """Return one printable line for the agent: who, entitlement, topic."""
     who = outcome.card.organisation if outcome.card else "не опознан"
-    text = f"{who} | {outcome.explanation} | тема: {outcome.topic.value}"
+    text = f"{who} | {outcome.explanation} | {TOPIC_LABELS[outcome.topic]}"
     printable = "".join(ch if ch.isprintable() else " " for ch in text)
     return printable[:_SUMMARY_LIMIT]
 

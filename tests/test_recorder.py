@@ -1,0 +1,90 @@
+"""The call recorder: every call stored once, nothing lost while the database is away."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import OperationalError
+
+from onerpa.models import Call
+from onerpa.recorder import CallRecorder
+
+T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+class Outage:
+    """Make every statement on ``engine`` fail while ``down`` is True."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.down = False
+        event.listen(engine, "before_cursor_execute", self._check)
+
+    def _check(self, conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if self.down and "calls" in statement:
+            raise OperationalError(statement, parameters, Exception("database is away"))
+
+
+def test_many_updates_store_one_row_per_call(engine: Engine) -> None:
+    recorder = CallRecorder(engine)
+    for n in range(50):
+        recorder.record("call-a", step=f"step{n}", arrived_at=T0)
+        recorder.record("call-b", status="queued", arrived_at=T0 + timedelta(seconds=n))
+    assert recorder.flush()
+    recorder.close()
+    with engine.connect() as conn:
+        rows = conn.execute(select(Call.call_ref, Call.step, Call.status).order_by(Call.call_ref))
+        assert [tuple(r) for r in rows] == [("call-a", "step49", "in_ivr"), ("call-b", "arrived", "queued")]
+
+
+def test_later_fields_update_without_erasing_earlier_ones(engine: Engine) -> None:
+    recorder = CallRecorder(engine)
+    recorder.record("c1", callerid_raw="+74951234567", arrived_at=T0)
+    assert recorder.flush()
+    recorder.record("c1", decision="free_first_year")
+    assert recorder.flush()
+    recorder.close()
+    with engine.connect() as conn:
+        row = conn.execute(select(Call.callerid_raw, Call.decision, Call.arrived_at)).one()
+    assert tuple(row) == ("+74951234567", "free_first_year", T0)
+
+
+def test_changes_made_while_database_is_away_are_written_when_it_returns(engine: Engine) -> None:
+    outage = Outage(engine)
+    errors: list[Exception] = []
+    recorder = CallRecorder(engine, retry_delay=0.05, on_error=errors.append)
+    outage.down = True
+    recorder.record("during-outage", arrived_at=T0, status="queued")
+    assert not recorder.flush(timeout=0.5)  # cannot be written yet
+    assert errors, "the failure is reported, not swallowed"
+    outage.down = False
+    assert recorder.flush(timeout=5)
+    recorder.close()
+    with engine.connect() as conn:
+        assert conn.scalar(select(Call.status).where(Call.call_ref == "during-outage")) == "queued"
+
+
+def test_overflowing_buffer_counts_and_logs_the_loss(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage = Outage(engine)
+    outage.down = True
+    recorder = CallRecorder(engine, max_pending=3, retry_delay=0.05)
+    for n in range(5):
+        recorder.record(f"c{n}", arrived_at=T0)
+    recorder.flush(timeout=0.5)
+    assert recorder.lost == 2
+    assert "c3" in caplog.text and "c4" in caplog.text
+    outage.down = False
+    assert recorder.flush(timeout=5)
+    recorder.close()
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Call)) == 3
+
+
+def test_unknown_field_is_refused_at_once(engine: Engine) -> None:
+    recorder = CallRecorder(engine)
+    with pytest.raises(TypeError):
+        recorder.record("c1", colour="blue")
+    recorder.close()
