@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asterisk.agi as pyst2
 import pytest
-from agi_transcripts import load
+from tests.agi_transcripts import load
 
 from ivr.agi import (
     AGIChannel,
@@ -257,7 +257,7 @@ def test_parse_reply(line: str, reply: AGIReply) -> None:
 
 
 def test_every_recorded_200_line_parses() -> None:
-    from agi_transcripts import reply_lines
+    from tests.agi_transcripts import reply_lines
 
     lines = [line.decode() for line in reply_lines() if line.startswith(b"200 ")]
     assert len(lines) > 30

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agi_transcripts import Transcript, load, parse_env
+from tests.agi_transcripts import Transcript, load, parse_env
 
 from ivr.agi import AGIChannel
 from ivr.emulator import (
