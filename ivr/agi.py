@@ -399,6 +399,8 @@ class AGIChannel(pyst2.AGI):
 
     def send_command(self, command: str, *args: object) -> None:
         """Send one command line (pyst2's interface); arguments must already be quoted."""
+        if self._closed:
+            raise AGIError("the AGI channel is closed")
         line = " ".join([command.strip(), *map(str, args)]).strip()
         logger.debug("AGI command %s", _command_name(line))
         try:
@@ -431,8 +433,6 @@ class AGIChannel(pyst2.AGI):
     # -- internals ---------------------------------------------------------------------------
 
     def _command(self, line: str) -> AGIReply:
-        if self._closed:
-            raise AGIError("the AGI channel is closed")
         self.send_command(line)
         return self._read_reply()
 

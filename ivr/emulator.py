@@ -565,6 +565,7 @@ class _Session:
         except _Broken:
             self.broken = True
         except EmulatorTimeout as exc:
+            self.broken = True  # a stuck script: no goodbye, a classic one is killed
             error = exc
         finally:
             self._finish()

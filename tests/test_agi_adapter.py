@@ -19,7 +19,6 @@ from pathlib import Path
 
 import asterisk.agi as pyst2
 import pytest
-from tests.agi_transcripts import load
 
 from ivr.agi import (
     AGIChannel,
@@ -34,6 +33,7 @@ from ivr.agi import (
     parse_reply,
 )
 from ivr.emulator import HANG_UP, CallHandle, EmulatedCall, Hangup, in_thread
+from tests.agi_transcripts import load
 
 PROJECT = Path(__file__).resolve().parents[1]
 FASTAGI = load("fastagi_01_greet_full_command_set")  # FastAGI env with Cyrillic and 5 args

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.agi_transcripts import Transcript, load, parse_env
 
 from ivr.agi import AGIChannel
 from ivr.emulator import (
@@ -35,6 +34,7 @@ from ivr.emulator import (
     in_thread,
     parse_args,
 )
+from tests.agi_transcripts import Transcript, load, parse_env
 
 # Sample counts of the recorded GSM prompts, per language (Asterisk looks them up that way).
 SOUNDS = {"ru": {"hello": 7040, "beep": 3520}, "en": {"hello": 6400, "beep": 3520}}
