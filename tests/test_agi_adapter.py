@@ -16,6 +16,7 @@ import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import asterisk.agi as pyst2
 import pytest
@@ -33,7 +34,7 @@ from ivr.agi import (
     parse_reply,
 )
 from ivr.emulator import HANG_UP, CallHandle, EmulatedCall, Hangup, in_thread
-from tests.agi_transcripts import load
+from tests.agi_transcripts import load, reply_lines
 
 PROJECT = Path(__file__).resolve().parents[1]
 FASTAGI = load("fastagi_01_greet_full_command_set")  # FastAGI env with Cyrillic and 5 args
@@ -43,7 +44,9 @@ NOTE = 'two words "quoted" и кириллица'
 CALLER = "+79161234567"
 
 
-def channel(replies: bytes = b"", env: bytes = FASTAGI.env_block, **kwargs: object) -> tuple:
+def channel(
+    replies: bytes = b"", env: bytes = FASTAGI.env_block, **kwargs: Any
+) -> tuple[AGIChannel, io.BytesIO]:
     """A channel reading the env block and then the given replies; and what it wrote."""
     sent = io.BytesIO()
     return AGIChannel(io.BytesIO(env + replies), sent, **kwargs), sent
@@ -257,8 +260,6 @@ def test_parse_reply(line: str, reply: AGIReply) -> None:
 
 
 def test_every_recorded_200_line_parses() -> None:
-    from tests.agi_transcripts import reply_lines
-
     lines = [line.decode() for line in reply_lines() if line.startswith(b"200 ")]
     assert len(lines) > 30
     for line in lines:

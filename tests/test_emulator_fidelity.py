@@ -450,7 +450,11 @@ def test_get_data_stops_at_max_digits_and_hash(ru: Path) -> None:
 
 
 def test_stream_file_is_interrupted_only_by_barge_in_escape_digits(ru: Path) -> None:
-    keys = ["5", Key("7", barge_in=True, after_ms=100), Key("1", barge_in=True, after_ms=100)]
+    keys: list[str | Key] = [
+        "5",
+        Key("7", barge_in=True, after_ms=100),
+        Key("1", barge_in=True, after_ms=100),
+    ]
     call = EmulatedCall(keys=keys, sounds_dir=ru, timeout=5)
 
     replies, result = _converse(
