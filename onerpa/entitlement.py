@@ -106,9 +106,7 @@ class Decision:
         return self.reason in FREE_REASONS
 
 
-def decide(
-    records: CallerRecords | None, at: datetime, *, critical_bug: bool = False
-) -> Decision:
+def decide(records: CallerRecords | None, at: datetime, *, critical_bug: bool = False) -> Decision:
     """Apply the support rules to ``records`` at moment ``at``."""
     moment = _aware(at)
     if records is None:

@@ -187,9 +187,7 @@ class _Reader:
         return frozenset(days)
 
     def calendar(self) -> SupportCalendar:
-        shortening = self.integer(
-            "ONERPA_PRE_HOLIDAY_SHORTENING_MINUTES", 60, low=0, high=24 * 60
-        )
+        shortening = self.integer("ONERPA_PRE_HOLIDAY_SHORTENING_MINUTES", 60, low=0, high=24 * 60)
         base = SupportCalendar()
         return SupportCalendar(
             timezone=self.timezone(),
@@ -234,8 +232,9 @@ def parse_hours_item(item: str, weekly: dict) -> None:
     hours = None
     if not match["closed"]:
         try:
-            opens, closes = time.fromisoformat(match["opens"].zfill(5)), time.fromisoformat(
-                match["closes"].zfill(5)
+            opens, closes = (
+                time.fromisoformat(match["opens"].zfill(5)),
+                time.fromisoformat(match["closes"].zfill(5)),
             )
         except ValueError:
             raise SettingsError(name, f"{item!r}: not a time of day") from None

@@ -68,7 +68,10 @@ def test_no_menu_choice_still_reaches_an_agent(engine: Engine) -> None:
         (SATURDAY_10, ["onerpa-day-1", "onerpa-hour-9"]),  # Monday
         (datetime(2026, 11, 26, 17, 0, tzinfo=MSK), ["onerpa-day-tomorrow", "onerpa-hour-9"]),
         (datetime(2026, 11, 26, 8, 59, 59, tzinfo=MSK), ["onerpa-day-today", "onerpa-hour-9"]),
-        (datetime(2026, 12, 31, 12, 0, tzinfo=MSK), ["onerpa-date-11", "onerpa-month-1", "onerpa-hour-9"]),
+        (
+            datetime(2026, 12, 31, 12, 0, tzinfo=MSK),
+            ["onerpa-date-11", "onerpa-month-1", "onerpa-hour-9"],
+        ),
     ],
 )
 def test_closed_line_says_hours_next_opening_and_email(

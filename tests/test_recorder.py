@@ -35,7 +35,10 @@ def test_many_updates_store_one_row_per_call(engine: Engine) -> None:
     recorder.close()
     with engine.connect() as conn:
         rows = conn.execute(select(Call.call_ref, Call.step, Call.status).order_by(Call.call_ref))
-        assert [tuple(r) for r in rows] == [("call-a", "step49", "in_ivr"), ("call-b", "arrived", "queued")]
+        assert [tuple(r) for r in rows] == [
+            ("call-a", "step49", "in_ivr"),
+            ("call-b", "arrived", "queued"),
+        ]
 
 
 def test_later_fields_update_without_erasing_earlier_ones(engine: Engine) -> None:

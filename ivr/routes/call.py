@@ -95,7 +95,9 @@ def run(channel: AGIChannel, services: Services) -> None:
     except AGIHangup:
         log.info("call %s: caller hung up at step %s", call.call_ref, call.step)
         call.record(
-            status=CallStatus.ABANDONED_IVR.value, ended_at=services.clock(), ended_by=EndedBy.CALLER.value
+            status=CallStatus.ABANDONED_IVR.value,
+            ended_at=services.clock(),
+            ended_by=EndedBy.CALLER.value,
         )
         return
     except AGIError:
@@ -104,8 +106,12 @@ def run(channel: AGIChannel, services: Services) -> None:
         raise
     except Exception:
         # Never strand a caller: whatever broke, let the call through to a human.
-        log.exception("call %s: failed at step %s; letting the call through", call.call_ref, call.step)
-        outcome = Outcome(Route.QUEUE, DECISION_DEGRADED, "Сбой обработки звонка: клиент не проверен")
+        log.exception(
+            "call %s: failed at step %s; letting the call through", call.call_ref, call.step
+        )
+        outcome = Outcome(
+            Route.QUEUE, DECISION_DEGRADED, "Сбой обработки звонка: клиент не проверен"
+        )
     finish(channel, services, call, outcome)
 
 
@@ -237,7 +243,9 @@ def _apply_rules(
         # A refusal set on the number holds whoever calls from it.
         known = records or entitlement.CallerRecords()
         merged = (*known.refusals, *number_refusals)
-        records = replace(known, refusals=merged) if entitlement.active_refusal(merged, now) else records
+        records = (
+            replace(known, refusals=merged) if entitlement.active_refusal(merged, now) else records
+        )
     decision = entitlement.decide(records, now)
     base = Outcome(
         Route.QUEUE,
