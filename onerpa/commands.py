@@ -11,11 +11,13 @@ from dashboard.cli import COMMANDS as dashboard_commands
 from ivr.cli import fastagi_command
 from ivr.prompts import prompts_command
 from ivr.simulate import simulate_command
+from onerpa.allinone import run_command
 from onerpa.demo import demo_data_command
 from onerpa.importer import import_command
 from onerpa.timing_commands import COMMANDS as timing_commands
 
 ALL: list[click.Command] = []
+ALL.append(run_command)
 ALL.append(fastagi_command)
 ALL.append(simulate_command)
 ALL.append(prompts_command)
