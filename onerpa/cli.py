@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
 
 from onerpa import db
-from onerpa.settings import Settings, SettingsError
+from onerpa.settings import Settings, SettingsError, apply_config_file
 
 
 def load_settings() -> Settings:
@@ -38,6 +39,11 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Into the process environment, so every reader (the dashboard's config too) sees it.
+    try:
+        apply_config_file(os.environ)
+    except SettingsError as err:
+        raise click.ClickException(f"configuration error: {err}") from None
 
 
 @main.command()

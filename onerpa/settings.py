@@ -1,16 +1,18 @@
 """One settings object, built from the environment and validated at start-up.
 
 Every setting is an ``ONERPA_*`` environment variable (``DATABASE_URL`` is also read, as
-container platforms set it). A wrong value stops start-up with a message naming the
-setting; nothing deep in the code reads the environment itself.
+container platforms set it). ``ONERPA_CONFIG_FILE`` may name a file of ``NAME=value`` lines
+that fills in what the environment leaves unset. A wrong value stops start-up with a message
+naming the setting; nothing deep in the code reads the environment itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -18,11 +20,16 @@ from pathlib import Path
 from onerpa.hours import SupportCalendar
 
 DEFAULT_DATABASE_URL = "sqlite:///var/onerpa-support.sqlite3"
+CONFIG_FILE = "ONERPA_CONFIG_FILE"
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _HOURS_ITEM = re.compile(
     r"^(?P<first>[a-z]{3})(?:-(?P<last>[a-z]{3}))?\s+"
     r"(?:(?P<closed>closed)|(?P<opens>\d{1,2}:\d{2})-(?P<closes>\d{1,2}:\d{2}))$"
 )
+
+
+log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -65,7 +72,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``env`` (the process environment by default)."""
-        env = os.environ if env is None else env
+        env = with_config_file(os.environ if env is None else env)
         get = _Reader(env)
         limit = get.seconds("ONERPA_CONSULTATION_LIMIT_SECONDS", 300)
         target = get.seconds("ONERPA_CONSULTATION_TARGET_SECONDS", 180)
@@ -243,6 +250,60 @@ def parse_hours_item(item: str, weekly: dict) -> None:
         hours = (opens, closes)
     for day in range(first, last + 1):
         weekly[day] = hours
+
+
+def read_config_file(path: str | Path) -> dict[str, str]:
+    """Return the settings in the file at ``path``: ``NAME=value`` lines, ``#`` comments.
+
+    The format is the one systemd's ``EnvironmentFile`` and Compose's ``.env`` read, so one
+    file serves all three: a value may be wrapped in matching quotes, which are removed;
+    comments stand on lines of their own. Only this service's names are accepted, so a stray
+    secret of another program (or a typo in the prefix) is refused rather than ignored.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SettingsError(CONFIG_FILE, f"cannot read {path}: {err}") from None
+    if path.stat().st_mode & 0o004:
+        log.warning("%s is readable by every user; it may hold secrets (chmod 640)", path)
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.removeprefix("export ").partition("=")
+        name = name.strip()
+        where = f"{path}, line {number}"
+        if not equals or not _NAME.match(name):
+            raise SettingsError(CONFIG_FILE, f"{where}: not a NAME=value line")
+        if name == CONFIG_FILE or not (name.startswith("ONERPA_") or name == "DATABASE_URL"):
+            raise SettingsError(CONFIG_FILE, f"{where}: {name} is not a setting of this service")
+        values[name] = _unquote(value.strip())
+    return values
+
+
+def apply_config_file(env: MutableMapping[str, str]) -> None:
+    """Fill the names ``env`` leaves unset or blank from the file ``ONERPA_CONFIG_FILE`` names."""
+    path = (env.get(CONFIG_FILE) or "").strip()
+    if not path:
+        return
+    for name, value in read_config_file(path).items():
+        if not (env.get(name) or "").strip():
+            env[name] = value
+
+
+def with_config_file(env: Mapping[str, str]) -> dict[str, str]:
+    """Return a copy of ``env`` completed from its ``ONERPA_CONFIG_FILE`` (the environment wins)."""
+    merged = dict(env)
+    apply_config_file(merged)
+    return merged
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
 
 
 def sqlite_path(url: str) -> Path | None:
