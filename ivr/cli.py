@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
+from collections.abc import Iterable
 
 import click
 from prometheus_client import CollectorRegistry, start_http_server
@@ -15,7 +17,6 @@ from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
 from ivr.services import Services
 from onerpa import sweep
-from onerpa.cli import load_settings, open_database
 from onerpa.metrics import ProcessMetrics
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,21 @@ log = logging.getLogger(__name__)
 @click.option("--port", type=int, default=None, help="Port [ONERPA_FASTAGI_PORT, 4573].")
 def fastagi_command(host: str | None, port: int | None) -> None:
     """Run the FastAGI server for Asterisk."""
+    from onerpa.cli import load_settings, open_database  # onerpa.cli lists this command
+
     settings = load_settings()
+    address = (host or settings.fastagi_host, port or settings.fastagi_port)
+    problem = exposure_problem(address[0], settings.allowed_peers)
+    if problem:
+        raise click.ClickException(f"configuration error: {problem}")
     engine = open_database(settings)
     registry = CollectorRegistry()
     metrics = ProcessMetrics(registry=registry, scripts=ROUTES)
     services = build_services(settings, engine, metrics=metrics)
+    # Host and port: two servers on one machine must not sweep each other's calls at start.
+    services.server = f"{services.server}:{address[1]}"
     stop = threading.Event()
     start_sweeps(engine, services, stop)
-    address = (host or settings.fastagi_host, port or settings.fastagi_port)
     server = FastAGIServer(address, services, allowed=settings.allowed_peers)
     start_in_thread(server)
     click.echo(f"FastAGI listening on {address[0]}:{server.port}", err=True)
@@ -46,6 +54,32 @@ def fastagi_command(host: str | None, port: int | None) -> None:
     server.shutdown()
     server.server_close()
     close_services(services)
+
+
+def exposure_problem(host: str, allowed: Iterable[str]) -> str | None:
+    """Say why listening on ``host`` is unsafe with only loopback ``allowed``; None if it is not.
+
+    FastAGI has no authentication: a server reachable from other machines must name the
+    Asterisk addresses it answers, or anyone who reaches the port can pose as the PBX.
+    """
+    if _is_loopback_host(host):
+        return None
+    if all(ipaddress.ip_network(a, strict=False).is_loopback for a in allowed):
+        return (
+            f"ONERPA_FASTAGI_HOST={host or '(all addresses)'} listens beyond this machine, but "
+            f"ONERPA_FASTAGI_ALLOWED admits loopback only ({', '.join(allowed)}): set "
+            "ONERPA_FASTAGI_ALLOWED to the Asterisk addresses, or listen on 127.0.0.1"
+        )
+    return None
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything, so treat it as exposed
 
 
 def start_sweeps(engine: Engine, services: Services, stop: threading.Event) -> None:
