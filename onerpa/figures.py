@@ -207,67 +207,81 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
 def _grouped(
     session: Session, filters: list[ColumnElement[bool]], key: Any, targets: Targets
 ) -> dict[str | None, Figures]:
-    """Aggregate the calls matching ``filters``, per value of ``key`` (or all, if None)."""
-    wait, consult = _wait(session), _consultation(session)
-    answered = Call.answered_at.is_not(None)
-    abandoned_q = Call.status == CallStatus.ABANDONED_QUEUE.value
-    columns = [
-        func.count().label("offered"),
-        func.count(Call.answered_at).label("answered"),
-        _count_if(Call.status == CallStatus.ABANDONED_IVR.value).label("abandoned_ivr"),
-        _count_if(abandoned_q).label("abandoned_queue"),
-        _count_if(Call.status == CallStatus.ENDED_IVR.value).label("ended_ivr"),
-        _count_if(and_(answered, wait.is_not(None))).label("answered_timed"),
-        _count_if(and_(answered, wait <= targets.wait)).label("answered_in_sl"),
-        _count_if(and_(abandoned_q, wait.is_not(None))).label("abandoned_timed"),
-        _count_if(and_(abandoned_q, wait <= targets.wait)).label("abandoned_in_sl"),
-        func.avg(case((answered, wait))).label("asa"),
-        func.count(consult).label("consultations"),
-        func.avg(consult).label("consult_avg"),
-        _count_if(consult <= targets.consultation_target).label("within_target"),
-        _count_if(consult <= targets.consultation_limit).label("within_limit"),
-        _count_if(consult > targets.consultation_target).label("over_target"),
-        _count_if(consult > targets.consultation_limit).label("over_limit"),
-    ]
-    group = key if key is not None else literal(None)
-    query = select(group.label("key"), *columns).where(*filters)
-    if key is not None:
-        query = query.group_by(key)
-    rows = session.execute(query).mappings().all()
-    p90 = _p90(session, filters, key)
-    return {row["key"]: _figures(row, p90.get(row["key"])) for row in rows if row["offered"]}
+    """Aggregate the calls matching ``filters``, per value of ``key`` (or all, if None).
 
-
-def _p90(session: Session, filters: list[ColumnElement[bool]], key: Any) -> dict[str | None, float]:
-    """Return the nearest-rank 90th percentile of consultations, per ``key``."""
-    consult = _consultation(session)
-    group = key if key is not None else literal(None)
-    partition = [key] if key is not None else []
-    ranked = (
+    One statement: the period's calls with their wait and consultation computed once
+    (a materialized CTE), the aggregates over it, and the 90th percentile beside them.
+    """
+    group = key if key is not None else literal("")
+    base = (
         select(
             group.label("key"),
-            consult.label("consult"),
-            func.row_number().over(partition_by=partition, order_by=consult).label("rank"),
-            func.count().over(partition_by=partition).label("total"),
+            Call.status.label("status"),
+            Call.answered_at.label("answered_at"),
+            _wait(session).label("wait"),
+            _consultation(session).label("consult"),
         )
-        .where(*filters, consult.is_not(None))
-        .subquery()
+        .where(*filters)
+        .cte("base")
+        .prefix_with("MATERIALIZED")
     )
+    totals = _totals(base, targets).subquery("totals")
+    p90 = _p90(base).subquery("p90")
+    query = select(totals, p90.c.p90).select_from(totals.outerjoin(p90, totals.c.key == p90.c.key))
+    rows = session.execute(query).mappings().all()
+    return {(row["key"] if key is not None else None): _figures(row) for row in rows}
+
+
+def _totals(base: Any, targets: Targets) -> Any:
+    c = base.c
+    answered = c.answered_at.is_not(None)
+    abandoned_q = c.status == CallStatus.ABANDONED_QUEUE.value
+    return select(
+        c.key,
+        func.count().label("offered"),
+        _count_if(answered).label("answered"),
+        _count_if(c.status == CallStatus.ABANDONED_IVR.value).label("abandoned_ivr"),
+        _count_if(abandoned_q).label("abandoned_queue"),
+        _count_if(c.status == CallStatus.ENDED_IVR.value).label("ended_ivr"),
+        _count_if(and_(answered, c.wait.is_not(None))).label("answered_timed"),
+        _count_if(and_(answered, c.wait <= targets.wait)).label("answered_in_sl"),
+        _count_if(and_(abandoned_q, c.wait.is_not(None))).label("abandoned_timed"),
+        _count_if(and_(abandoned_q, c.wait <= targets.wait)).label("abandoned_in_sl"),
+        func.avg(case((answered, c.wait))).label("asa"),
+        func.count(c.consult).label("consultations"),
+        func.avg(c.consult).label("consult_avg"),
+        _count_if(c.consult <= targets.consultation_target).label("within_target"),
+        _count_if(c.consult <= targets.consultation_limit).label("within_limit"),
+        _count_if(c.consult > targets.consultation_target).label("over_target"),
+        _count_if(c.consult > targets.consultation_limit).label("over_limit"),
+    ).group_by(c.key)
+
+
+def _p90(base: Any) -> Any:
+    """Return SQL for the nearest-rank 90th percentile of consultations, per key."""
+    c = base.c
+    ranked = (
+        select(
+            c.key,
+            c.consult,
+            func.row_number().over(partition_by=c.key, order_by=c.consult).label("rank"),
+            func.count().over(partition_by=c.key).label("total"),
+        )
+        .where(c.consult.is_not(None))
+        .subquery("ranked")
+    )
+    r = ranked.c
     # The smallest rank r with r >= 0.9 n, in whole numbers: 10 r >= 9 n > 10 (r - 1).
-    rows = session.execute(
-        select(ranked.c.key, ranked.c.consult).where(
-            ranked.c.rank * 10 >= ranked.c.total * 9,
-            (ranked.c.rank - 1) * 10 < ranked.c.total * 9,
-        )
+    return select(r.key, r.consult.label("p90")).where(
+        r.rank * 10 >= r.total * 9, (r.rank - 1) * 10 < r.total * 9
     )
-    return {row_key: float(value) for row_key, value in rows}
 
 
 def _share(part: Any, whole: Any) -> float | None:
     return float(part or 0) / whole if whole else None
 
 
-def _figures(row: Any, p90: float | None) -> Figures:
+def _figures(row: Any) -> Figures:
     answered_timed = int(row["answered_timed"] or 0)
     both_timed = answered_timed + int(row["abandoned_timed"] or 0)
     in_sl = int(row["answered_in_sl"] or 0)
@@ -282,7 +296,7 @@ def _figures(row: Any, p90: float | None) -> Figures:
         service_level2=_share(in_sl + int(row["abandoned_in_sl"] or 0), both_timed),
         asa_seconds=_float(row["asa"]),
         consultation_avg_seconds=_float(row["consult_avg"]),
-        consultation_p90_seconds=p90,
+        consultation_p90_seconds=_float(row["p90"]),
         within_target_share=_share(row["within_target"], consultations),
         within_limit_share=_share(row["within_limit"], consultations),
         over_target=int(row["over_target"] or 0),

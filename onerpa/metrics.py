@@ -409,19 +409,24 @@ class DatabaseCollector:
         self.service_level.labels(outcome, within).inc()
 
     def _count_live(self, conn: Any) -> None:
-        live = select(Call.status, func.count()).where(Call.status.in_(list(self._live)))
-        counts = dict(conn.execute(live.group_by(Call.status)).all())
-        self._live = {status: int(counts.get(status, 0)) for status in self._live}
+        """Count live calls per status, and those talking past the target and the limit."""
         now = self.clock()
         target = now - timedelta(seconds=self.targets.consultation_target)
         limit = now - timedelta(seconds=self.targets.consultation_limit)
-        talking = Call.status == CallStatus.TALKING.value
-        over = select(
-            func.count().filter(Call.answered_at < target),
-            func.count().filter(Call.answered_at < limit),
-        ).where(talking)
-        over_target, over_limit = conn.execute(over).one()
-        self._over = {"target": int(over_target or 0), "limit": int(over_limit or 0)}
+        query = (
+            select(
+                Call.status,
+                func.count(),
+                func.count().filter(Call.answered_at < target),
+                func.count().filter(Call.answered_at < limit),
+            )
+            .where(Call.status.in_(list(self._live)))
+            .group_by(Call.status)
+        )
+        rows = {status: counts for status, *counts in conn.execute(query)}
+        self._live = {status: int(rows.get(status, [0])[0]) for status in self._live}
+        talking = rows.get(CallStatus.TALKING.value, [0, 0, 0])
+        self._over = {"target": int(talking[1]), "limit": int(talking[2])}
 
     def _gauges(self) -> Iterator[Metric]:
         live = GaugeMetricFamily(
