@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-import scenarios
 from sqlalchemy import Engine, select
 
 from ivr.routes import ROUTES, agent_connect, hangup
@@ -14,6 +13,7 @@ from onerpa.models import Call
 from onerpa.queuelog import Ingester
 from onerpa.recorder import CallRecorder
 from onerpa.settings import Settings
+from tests import scenarios
 
 NEWER_ONLY = ("QUEUEWAIT", "QUEUEWAIT_MS", "ANSWEREDTIME", "ANSWEREDTIME_MS", "DIALEDTIME")
 NEWER_ONLY += ("DIALEDTIME_MS",)

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import scenarios
 from sqlalchemy import Engine, select
 
 from onerpa.models import Call
 from onerpa.queuelog import Entry, Follower, Ingester, QueueLogError, change_for, parse, parse_line
 from onerpa.recorder import CallKey, Change, Source, apply_changes, ivr_change
+from tests import scenarios
 
 
 def utc(epoch: float) -> datetime:
