@@ -19,6 +19,15 @@ DEFAULT_REGION = "RU"
 _MAX_INPUT = 64
 # What may appear in a written phone number besides digits.
 _ALLOWED = re.compile(r"^[0-9+()\-.\s/]*$")
+# Numbers copied from web pages and documents (into the dashboard's search box) carry
+# typographic spaces and dashes; they mean the same as their ASCII forms.
+_TYPOGRAPHIC = str.maketrans(
+    {
+        **dict.fromkeys("\u00a0\u2007\u2009\u202f", " "),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2212", "-"),
+        "\ufeff": None,
+    }
+)
 _DIGITS = re.compile(r"\d")
 
 
@@ -27,7 +36,7 @@ def normalize(raw: str | bytes | None, region: str = DEFAULT_REGION) -> str | No
     text = _as_text(raw)
     if text is None:
         return None
-    text = text.strip()
+    text = text.translate(_TYPOGRAPHIC).strip()
     if not text or len(text) > _MAX_INPUT or not _ALLOWED.match(text):
         return None
     digits = "".join(_DIGITS.findall(text))

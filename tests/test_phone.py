@@ -106,6 +106,20 @@ def test_a_normalized_key_normalizes_to_itself(national: str) -> None:
         assert normalize(key) == key
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+7\u00a0499\u00a0719-55-81",  # no-break spaces
+        "8\u2009(499)\u2009719-55-81",  # thin spaces
+        "+7 499 719\u201155\u201181",  # non-breaking hyphens
+        "+7 499 719\u201355\u201381",  # en dashes
+        "\ufeff+74997195581",  # a byte-order mark left on a pasted value
+    ],
+)
+def test_number_pasted_from_a_document_maps_to_the_same_key(raw: str) -> None:
+    assert normalize(raw) == "+74997195581"
+
+
 def test_search_box_input_uses_the_same_key_as_the_caller_id() -> None:
     assert normalize("499 719-55-81") == normalize("84997195581")
 
