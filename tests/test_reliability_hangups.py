@@ -1,0 +1,191 @@
+"""The caller hangs up at every step of the call flow, one case per step.
+
+Every prompt the flow (``ivr/routes/call.py``) can play and every input it waits for is a
+step; for each, the call is stored as abandoned in the IVR at the step it reached (or keeps
+its routed status when the hang-up comes after the route was set), nothing is logged as an
+error, and the same server serves the next caller at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine
+
+from ivr import speech
+from ivr.emulator import HANG_UP, CallResult, Hangup, Key
+from onerpa import db
+from onerpa.settings import Settings
+from tests.conftest import BACKENDS, _drop_schema, _postgres_engine
+from tests.flowkit import Line, support_line, with_sales
+from tests.reliability_figures import Figures, count_calls, missing_records
+
+pytest_plugins = ["tests.reliability_figures"]
+
+AREA = "hangups"
+MSK = ZoneInfo("Europe/Moscow")
+THURSDAY_11 = datetime(2026, 11, 26, 11, 0, tzinfo=MSK)
+SATURDAY_10 = datetime(2026, 11, 28, 10, 0, tzinfo=MSK)
+ENTITLED = "+7 495 123-45-67"
+NOT_ENTITLED = "+79035550142"
+REFUSED = "+78465556307"
+STRANGER = ""  # no caller ID: asked for the customer number
+CALL_FLOW = Path(__file__).resolve().parents[1] / "ivr" / "routes" / "call.py"
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where the caller hangs up, and what the record must say afterwards."""
+
+    name: str
+    prompt: str  # the prompt playing (or the input asked for) when the caller goes
+    caller: str
+    keys: list[str | Key] = field(default_factory=list)
+    hangup: Hangup | None = None
+    at: datetime = THURSDAY_11
+    sales: bool = False
+    step: str = ""  # the step stored with the call
+    status: str = "abandoned_ivr"
+
+    def __post_init__(self) -> None:
+        if self.hangup is None and HANG_UP not in self.keys:
+            object.__setattr__(self, "hangup", Hangup.during(self.prompt))
+
+
+STEPS = [
+    Step("before the answer", "", ENTITLED, hangup=Hangup.before(2), step="arrived"),
+    Step("greeting", speech.GREETING, ENTITLED, step="greeting"),
+    Step("closed: hours", speech.CLOSED, ENTITLED, at=SATURDAY_10, step="closed"),
+    Step("closed: next opening", speech.NEXT_OPEN, ENTITLED, at=SATURDAY_10, step="closed"),
+    Step("closed: e-mail", speech.CLOSED_EMAIL, ENTITLED, at=SATURDAY_10, step="closed"),
+    Step("enter number, 1st try", speech.ENTER_NUMBER, STRANGER, step="enter_number"),
+    Step("number not found", speech.NUMBER_NOT_FOUND, STRANGER, ["999#"], step="enter_number"),
+    Step(
+        "enter number, 2nd try", speech.ENTER_NUMBER, STRANGER, ["999#", HANG_UP],
+        step="enter_number",
+    ),
+    Step("not a customer", speech.NOT_CUSTOMER, STRANGER, ["", "12#"], step="enter_number"),
+    Step("refused", speech.REFUSED, REFUSED, step="refused"),
+    Step("topic menu, 1st try", speech.TOPIC_MENU, ENTITLED, [HANG_UP], step="topic"),
+    Step("invalid choice", speech.INVALID_CHOICE, ENTITLED, ["9"], step="topic"),
+    Step("topic menu, 2nd try", speech.TOPIC_MENU, ENTITLED, ["9", HANG_UP], step="topic"),
+    Step("connecting", speech.CONNECTING, ENTITLED, ["2"], step="topic"),
+    Step("bug flagged", speech.BUG_FLAGGED, ENTITLED, ["1"], step="topic"),
+    Step("not entitled", speech.NOT_ENTITLED, NOT_ENTITLED, step="not_entitled"),
+    Step("bug offer, last prompt", speech.BUG_OFFER, NOT_ENTITLED, step="not_entitled"),
+    Step(
+        "bug offer, sales next", speech.BUG_OFFER, NOT_ENTITLED, sales=True, step="not_entitled"
+    ),
+    Step("sales offer", speech.SALES_OFFER, NOT_ENTITLED, sales=True, step="not_entitled"),
+    Step("bug flagged, lapsed", speech.BUG_FLAGGED, NOT_ENTITLED, ["1"], step="not_entitled"),
+    Step("buy updates", speech.BUY_UPDATES, NOT_ENTITLED, [""], step="not_entitled"),
+]  # fmt: skip
+AFTER_ROUTING = [
+    # The last command sets ONERPA_ROUTE; a hang-up then is the dialplan's (and the
+    # hang-up hook's) to record: the flow's record keeps the routed status.
+    Step("after routing: queue", "", ENTITLED, ["2"], Hangup.before(0), step="routed",
+         status="queued"),
+    Step("after routing: closed", "", ENTITLED, [], Hangup.before(0), at=SATURDAY_10,
+         step="routed", status="ended_ivr"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """One migrated database for the whole table (the cases only add calls)."""
+    if request.param == "sqlite":
+        engine = db.make_engine(f"sqlite:///{tmp_path_factory.mktemp('hangups') / 'db.sqlite3'}")
+        db.migrate(engine)
+        yield engine
+        engine.dispose()
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = _postgres_engine(schema)
+    db.migrate(engine)
+    yield engine
+    engine.dispose()
+    _drop_schema(schema)
+
+
+@pytest.fixture(scope="module")
+def line(module_engine: Engine) -> Iterator[Line]:
+    with support_line(module_engine, THURSDAY_11) as support:
+        yield support
+
+
+def _ring(line: Line, case: Step) -> CallResult:
+    line.clock.now = case.at
+    line.services.settings = with_sales(Settings()) if case.sales else Settings()
+    try:
+        return line.call(case.caller, keys=case.keys, hangup=case.hangup)
+    finally:
+        line.clock.now = THURSDAY_11
+        line.services.settings = Settings()
+
+
+def _check_next_caller_is_served(line: Line) -> CallResult:
+    result = line.call(ENTITLED, keys=["2"])
+    assert result.variables["ONERPA_ROUTE"] == "queue"
+    return result
+
+
+def _assert_no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert bad == [], [r.getMessage() for r in bad]
+
+
+@pytest.mark.parametrize("case", STEPS, ids=[s.name for s in STEPS])
+def test_hang_up_at_each_step_is_recorded_at_that_step(
+    line: Line, case: Step, figures: Figures, caplog: pytest.LogCaptureFixture
+) -> None:
+    figures.backend(line.engine)
+    result = _ring(line, case)
+    row = line.record(result)
+    assert result.hung_up and result.status == "HANGUP"
+    assert "ONERPA_ROUTE" not in result.variables
+    if case.prompt:
+        assert result.prompts[-1] == case.prompt  # it was playing (or asking) when they went
+    assert (row.status, row.step, row.ended_by) == (case.status, case.step, "caller")
+    assert row.ended_at == case.at
+    _assert_no_error_logged(caplog)
+    following = _check_next_caller_is_served(line)
+    figures.add(AREA, faults=1)
+    count_calls(figures, AREA, [result, following])
+    figures.add(AREA, lost=len(missing_records(line.engine, [row.call_ref])))
+
+
+@pytest.mark.parametrize("case", AFTER_ROUTING, ids=[s.name for s in AFTER_ROUTING])
+def test_hang_up_after_routing_keeps_the_routed_record(
+    line: Line, case: Step, figures: Figures, caplog: pytest.LogCaptureFixture
+) -> None:
+    figures.backend(line.engine)
+    rehearsal = _ring(line, replace(case, hangup=None))
+    last = len(rehearsal.commands)
+    assert rehearsal.commands[-1].startswith("SET VARIABLE ONERPA_ROUTE")
+    result = _ring(line, replace(case, hangup=Hangup.before(last)))
+    row = line.record(result)
+    assert result.hung_up
+    assert result.variables["ONERPA_ROUTE"] == rehearsal.variables["ONERPA_ROUTE"]
+    assert (row.status, row.step) == (case.status, case.step)
+    _assert_no_error_logged(caplog)
+    following = _check_next_caller_is_served(line)
+    figures.add(AREA, faults=1)
+    count_calls(figures, AREA, [rehearsal, result, following])
+
+
+def test_every_prompt_of_the_flow_has_a_hang_up_case() -> None:
+    """A new prompt in the call flow needs its own hang-up case above."""
+    used = set(re.findall(r"speech\.([A-Z_]+)\b", CALL_FLOW.read_text(encoding="utf-8")))
+    played = {getattr(speech, name) for name in used}
+    played |= {speech.CLOSED, speech.NEXT_OPEN, speech.CLOSED_EMAIL}  # speech.closed_message
+    assert played <= {case.prompt for case in STEPS}
