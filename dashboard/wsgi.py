@@ -30,6 +30,10 @@ WORKER_BOOT_ERROR = 3
 
 def create_wsgi_app() -> Flask:
     """Build the dashboard app from the environment, with the schema migrated."""
+    # gunicorn logs its own lines only; the app's go to stderr too, as the commands' do.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         apply_config_file(os.environ)
         settings = Settings.from_env()
