@@ -216,8 +216,10 @@ def test_two_fastagi_servers_share_one_database_and_the_figures_add_up(
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
     subprocess.run([str(CLI), "demo-data"], env=env, check=True, capture_output=True)
 
-    servers = [start_server(n, env, tmp_path / f"{n}.log") for n in ("fastagi-a", "fastagi-b")]
+    servers: list[Server] = []
     try:
+        for name in ("fastagi-a", "fastagi-b"):
+            servers.append(start_server(name, env, tmp_path / f"{name}.log"))
         start = datetime.now(UTC) - timedelta(seconds=1)
         results = place_calls(servers)
         end = datetime.now(UTC) + timedelta(seconds=1)
