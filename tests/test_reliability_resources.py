@@ -128,14 +128,15 @@ def test_a_thousand_idle_connections_are_timed_out_and_leave_nothing_behind(
     a_call_is_served(server)
     threads, rss = baseline()
     address = ("127.0.0.1", server.port)
+    idle: list[socket.socket] = []
     try:
-        idle = [socket.create_connection(address, timeout=5) for _ in range(IDLE)]
+        idle.extend(socket.create_connection(address, timeout=5) for _ in range(IDLE))
         opened = time.monotonic()
         peak = Peak(server)
         closed, last_close = _wait_for_closes(idle, timeout=ENV_TIMEOUT + 10, tick=peak.sample)
+    finally:
         for sock in idle:
             sock.close()
-    finally:
         if soft < wanted:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert closed == IDLE  # every silent peer was hung up on by the server
