@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy import BigInteger, Float, Integer, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -109,7 +109,7 @@ def hourly(
     session: Session, start: datetime, end: datetime, tz: tzinfo
 ) -> list[tuple[datetime, int, int]]:
     """Return (local hour, offered, answered) for every hour of ``tz`` the period touches."""
-    slot = _epoch(session, Call.arrived_at) / _SLOT_SECONDS
+    slot = _epoch(session, Call.arrived_at) // _SLOT_SECONDS  # whole slots, not a float
     rows = session.execute(
         select(
             slot.label("slot"),
@@ -140,13 +140,17 @@ def consultation_histogram(
     consultation of exactly 180 s is in ``120-180``: within the 3-minute target.
     """
     bounds = sorted(edges)
-    consult = _consultation(session)
+    base = (
+        select(_consultation(session).label("consult"))
+        .where(*_period(start, end))
+        .cte("base")
+        .prefix_with("MATERIALIZED")  # the length is computed once per call, not per band
+    )
+    consult = base.c.consult
     bands = [consult <= bounds[0]]
     bands += [and_(consult > lo, consult <= hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
     bands.append(consult > bounds[-1])
-    row = session.execute(
-        select(*[_count_if(band) for band in bands]).where(*_period(start, end))
-    ).one()
+    row = session.execute(select(*[_count_if(band) for band in bands])).one()
     labels = [f"0-{bounds[0]}"]
     labels += [f"{lo}-{hi}" for lo, hi in zip(bounds, bounds[1:], strict=False)]
     labels.append(f"{bounds[-1]}+")
@@ -180,7 +184,7 @@ def seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[float]:
 
 def _epoch(session: Session, column: Any) -> ColumnElement[int]:
     if _dialect(session) == "postgresql":
-        return cast(func.floor(func.extract("epoch", column)), Integer)
+        return cast(func.floor(func.extract("epoch", column)), BigInteger)
     return cast(func.strftime("%s", column), Integer)
 
 
@@ -225,6 +229,9 @@ def _grouped(
         .cte("base")
         .prefix_with("MATERIALIZED")
     )
+    if key is None:
+        row = session.execute(_totals(base, targets, grouped=False)).mappings().one()
+        return {None: _figures(row)} if row["offered"] else {}
     totals = _totals(base, targets).subquery("totals")
     p90 = _p90(base).subquery("p90")
     query = select(totals, p90.c.p90).select_from(totals.outerjoin(p90, totals.c.key == p90.c.key))
@@ -232,12 +239,13 @@ def _grouped(
     return {(row["key"] if key is not None else None): _figures(row) for row in rows}
 
 
-def _totals(base: Any, targets: Targets) -> Any:
+def _totals(base: Any, targets: Targets, *, grouped: bool = True) -> Any:
+    """Return SQL for the counts and averages over ``base``, per key or (with the 90th
+    percentile) over all of it."""
     c = base.c
     answered = c.answered_at.is_not(None)
     abandoned_q = c.status == CallStatus.ABANDONED_QUEUE.value
-    return select(
-        c.key,
+    query = select(
         func.count().label("offered"),
         _count_if(answered).label("answered"),
         _count_if(c.status == CallStatus.ABANDONED_IVR.value).label("abandoned_ivr"),
@@ -254,7 +262,28 @@ def _totals(base: Any, targets: Targets) -> Any:
         _count_if(c.consult <= targets.consultation_limit).label("within_limit"),
         _count_if(c.consult > targets.consultation_target).label("over_target"),
         _count_if(c.consult > targets.consultation_limit).label("over_limit"),
-    ).group_by(c.key)
+    )
+    if grouped:
+        return query.add_columns(c.key).group_by(c.key)
+    return query.add_columns(_p90_of_all(base).label("p90"))
+
+
+def _p90_of_all(base: Any) -> Any:
+    """Return SQL for the nearest-rank 90th percentile of all consultations in ``base``.
+
+    One sort and no window: the value at offset ceil(0.9 n) - 1 of the sorted lengths.
+    """
+    c = base.c
+    n = func.count(c.consult)
+    offset = select(case((n == 0, 0), else_=(9 * n + 9) // 10 - 1)).scalar_subquery()
+    return (
+        select(c.consult)
+        .where(c.consult.is_not(None))
+        .order_by(c.consult)
+        .limit(1)
+        .offset(offset)
+        .scalar_subquery()
+    )
 
 
 def _p90(base: Any) -> Any:
