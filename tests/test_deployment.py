@@ -165,12 +165,40 @@ def test_our_services_are_built_from_the_dockerfile(stack: dict[str, Any]) -> No
         assert Path(stack["services"][name]["build"]["context"]) == ROOT, name
 
 
-def test_published_ports_are_on_loopback_only(stack: dict[str, Any]) -> None:
-    for name, service in stack["services"].items():
+def test_nothing_listens_beyond_loopback_but_asterisk(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    for name, service in services.items():
         for port in service.get("ports", []):
             assert port.get("host_ip") == "127.0.0.1", f"{name}: {port} is published to all"
-    host_network = {n for n, s in stack["services"].items() if s.get("network_mode") == "host"}
-    assert host_network == {"asterisk"}  # SIP and RTP; nothing else shares the host's network
+    host_network = {n for n, s in services.items() if s.get("network_mode") == "host"}
+    assert host_network == {"asterisk", "prometheus", "grafana"}
+    prometheus_port = env_file_values(ENV_EXAMPLE)["PROMETHEUS_HOST_PORT"]
+    assert f"--web.listen-address=127.0.0.1:{prometheus_port}" in services["prometheus"]["command"]
+    assert services["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
+
+
+def published(service: dict[str, Any]) -> set[str]:
+    return {f"{p['host_ip']}:{p['published']}" for p in service.get("ports", [])}
+
+
+def test_prometheus_scrapes_what_the_stack_publishes(stack: dict[str, Any]) -> None:
+    config = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    lines = [line for line in config.splitlines() if not line.lstrip().startswith("#")]
+    targets = set(re.findall(r"127\.0\.0\.1:\d+", "\n".join(lines)))
+    services = stack["services"]
+    exporters = published(services["fastagi"]) | published(services["metrics"])
+    assert targets == exporters - {"127.0.0.1:4573"}  # 4573 is FastAGI itself
+    grafana = services["grafana"]["environment"]["PROMETHEUS_URL"]
+    listen = next(a for a in services["prometheus"]["command"] if a.startswith("--web.listen"))
+    assert grafana == "http://" + listen.partition("=")[2]
+    assert "url: $PROMETHEUS_URL" in (ROOT / "deploy/docker/grafana-datasources.yml").read_text()
+
+
+def test_every_mounted_file_is_in_the_repository(stack: dict[str, Any]) -> None:
+    for name, service in stack["services"].items():
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), f"{name}: {volume['source']}"
 
 
 def test_postgres_keeps_its_data_in_a_named_volume(stack: dict[str, Any]) -> None:
@@ -194,7 +222,9 @@ def test_prometheus_and_grafana_use_deploy(stack: dict[str, Any]) -> None:
     command = stack["services"]["prometheus"]["command"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in command
     grafana = {v["target"]: v["source"] for v in stack["services"]["grafana"]["volumes"]}
-    assert Path(grafana["/etc/grafana/provisioning"]) == ROOT / "deploy/grafana/provisioning"
+    assert Path(grafana["/etc/grafana/dashboards/onerpa"]) == ROOT / "deploy" / "grafana"
+    provider = (ROOT / "deploy/docker/grafana-dashboards.yml").read_text()
+    assert "path: /etc/grafana/dashboards/onerpa" in provider
 
 
 _SECRET_KEY = re.compile(r"^\s*-?\s*([A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*)\s*[:=]\s*(.*)$")
