@@ -295,8 +295,14 @@ class DatabaseCollector:
             registry=None,
         )
         self.errors.labels("collect")
-        self._counted = (self.calls, self.events, self.wait, self.service_level)
-        self._counted += (self.consultation, self.errors)
+        self._counted: tuple[Counter | Histogram, ...] = (
+            self.calls,
+            self.events,
+            self.wait,
+            self.service_level,
+            self.consultation,
+            self.errors,
+        )
 
     def _start(self) -> None:
         """Start after the newest event, so the history is not replayed."""

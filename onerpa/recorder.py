@@ -249,13 +249,15 @@ def apply_changes(
     found = transitions(old, row, changes[-1].source, now)
     if old is None:
         row.pop("id", None)
-        row["id"] = conn.execute(insert(Call.__table__).values(row)).inserted_primary_key[0]
+        inserted = conn.execute(insert(Call).values(row)).inserted_primary_key
+        assert inserted is not None
+        row["id"] = inserted[0]
     else:
         diff = {k: v for k, v in row.items() if old.get(k) != v}
         if diff:
-            conn.execute(update(Call.__table__).where(Call.id == old["id"]).values(diff))
+            conn.execute(update(Call).where(Call.id == old["id"]).values(diff))
     if found:
-        conn.execute(insert(CallEvent.__table__), [_event(row, t) for t in found])
+        conn.execute(insert(CallEvent), [_event(row, t) for t in found])
     return found
 
 
