@@ -321,6 +321,8 @@ def follow(
                 backlog = []
             except Exception as err:  # the database may be away: keep the lines, retry
                 log.warning("queue_log: %d lines not applied yet: %s", len(lines), err)
+                if len(lines) > MAX_BACKLOG:
+                    log.error("queue_log: %d oldest lines dropped", len(lines) - MAX_BACKLOG)
                 backlog = lines[-MAX_BACKLOG:]
             time.sleep(poll)
     finally:

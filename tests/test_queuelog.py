@@ -8,10 +8,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
+from onerpa.cli import main
 from onerpa.models import Call
-from onerpa.queuelog import Entry, Follower, Ingester, QueueLogError, change_for, parse, parse_line
+from onerpa.queuelog import (
+    Entry,
+    Follower,
+    Ingester,
+    QueueLogError,
+    change_for,
+    follow,
+    parse,
+    parse_line,
+)
 from onerpa.recorder import CallKey, Change, Source, apply_changes, ivr_change
 from tests import scenarios
 
@@ -293,3 +304,31 @@ def test_stamps_are_utc_whole_seconds() -> None:
     entry = parse_line("1795696714|1795696714.0|support|NONE|ENTERQUEUE||+79161234567|1")
     assert entry.at == datetime(2026, 11, 26, 12, 38, 34, tzinfo=UTC)
     assert entry.at - utc(1795696704) == timedelta(seconds=10)
+
+
+def test_follow_applies_lines_as_they_are_written(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "queue_log"
+    path.write_text("")
+    _store(engine, "c1", "1795696714.0", 1795696700, status="queued")
+    lines = scenarios.load("scenario_1_completecaller").queue_log
+    polls = iter(range(10))
+
+    def stop() -> bool:
+        poll = next(polls, None)
+        if poll is not None and poll < len(lines):
+            with path.open("a") as handle:
+                handle.write(lines[poll])
+        return poll is None
+
+    follow(path, Ingester(engine, grace=0), poll=0, stop=stop)
+    call = _stored(engine, "c1")
+    assert (call.status, call.ended_at) == ("completed", utc(1795696721))
+
+
+def test_queuelog_command_reads_a_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "queue_log"
+    path.write_text("".join(scenarios.queue_log_file()) + "not a line\n")
+    env = {"ONERPA_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = CliRunner().invoke(main, ["queuelog", "--all-queues", str(path)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "0 lines applied, 25 of calls not stored, 8 ignored, 1 malformed" in result.output
