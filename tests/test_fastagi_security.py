@@ -177,6 +177,5 @@ def test_command_listens_beyond_loopback_once_asterisk_is_named(tmp_path: Path) 
                 assert line or proc.poll() is None, "the server stopped"
             assert f"FastAGI listening on 0.0.0.0:{port}" in line
         finally:
-            proc.terminate()
+            proc.terminate()  # may come before the handler is installed: not what is tested
             proc.wait(timeout=30)
-    assert proc.returncode == 0
