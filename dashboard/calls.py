@@ -21,7 +21,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user
@@ -29,7 +28,7 @@ from sqlalchemy import Row
 
 from dashboard import labels, queries
 from dashboard.auth import supervisor_required
-from dashboard.db import get_db, now, settings_of
+from dashboard.db import get_db, now, sessions, settings_of
 from dashboard.forms import WrapupForm
 from dashboard.models import WrapTopic, Wrapup
 from dashboard.users import audit, find_user
@@ -93,12 +92,10 @@ def export() -> Any:
     query = parse_filters(request.args)
     if query.errors:
         abort(400)
-    session, moment = get_db(), now()
-    limit = current_app.config["CSV_MAX_ROWS"]
-    rows = queries.iter_calls(session, query.wanted, moment, limit=limit)
+    moment = now()
     zone = settings_of().calendar.zone
     stamp = moment.astimezone(zone).strftime("%Y%m%d-%H%M")
-    body = stream_with_context(csv_lines(session, rows, zone))
+    body = _csv_body(sessions(), query.wanted, moment, zone, current_app.config["CSV_MAX_ROWS"])
     return Response(
         body,
         mimetype="text/csv",
@@ -253,6 +250,15 @@ CSV_HEADER = (
     "Баг подтверждён",
     "Заметки",
 )
+
+
+def _csv_body(
+    maker: Any, wanted: queries.CallFilter, moment: datetime, zone: ZoneInfo, limit: int
+) -> Iterator[str]:
+    """Yield the CSV from a session of its own, closed when the download ends or breaks."""
+    with maker() as session:
+        rows = queries.iter_calls(session, wanted, moment, limit=limit)
+        yield from csv_lines(session, rows, zone)
 
 
 def csv_lines(session: Any, rows: Iterable[Row[Any]], zone: ZoneInfo) -> Iterator[str]:

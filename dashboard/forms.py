@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, RadioField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from dashboard.models import WrapTopic
 
 WRAP_TOPICS = [
-    (WrapTopic.BUG.value, "Ошибка в программе (баг)"),
-    (WrapTopic.HOWTO.value, "Вопрос по работе с OneRPA"),
-    (WrapTopic.LICENSING.value, "Лицензии, покупка, обновления"),
-    (WrapTopic.OTHER.value, "Другое"),
+    SelectChoice(WrapTopic.BUG.value, "Ошибка в программе (баг)"),
+    SelectChoice(WrapTopic.HOWTO.value, "Вопрос по работе с OneRPA"),
+    SelectChoice(WrapTopic.LICENSING.value, "Лицензии, покупка, обновления"),
+    SelectChoice(WrapTopic.OTHER.value, "Другое"),
 ]
-YES_NO = [("yes", "Да"), ("no", "Нет")]
-BUG_STATES = [("yes", "Да, подтверждена"), ("no", "Нет, не подтверждена"), ("unknown", "Неясно")]
+BUG_ANSWER_NEEDED = "Для ошибки укажите, подтвердилась ли она"
+YES_NO = [SelectChoice("yes", "Да"), SelectChoice("no", "Нет")]
+BUG_STATES = [
+    SelectChoice("yes", "Да, подтверждена"),
+    SelectChoice("no", "Нет, не подтверждена"),
+    SelectChoice("unknown", "Неясно"),
+]
 
 
 class LoginForm(FlaskForm):
@@ -37,9 +45,13 @@ class WrapupForm(FlaskForm):
     )
     notes = TextAreaField("Заметки", validators=[Optional(), Length(max=4000)])
 
-    def validate_bug_confirmed(self, field: RadioField) -> None:
-        if self.topic.data == WrapTopic.BUG and not field.data:
-            raise ValidationError("Для ошибки укажите, подтвердилась ли она")
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Validate the fields; a bug also needs the answer on its confirmation."""
+        valid = super().validate(extra_validators)
+        if self.topic.data == WrapTopic.BUG and not self.bug_confirmed.data:
+            self.bug_confirmed.errors = [*self.bug_confirmed.errors, BUG_ANSWER_NEEDED]
+            return False
+        return valid
 
     def bug_state(self) -> bool | None:
         """Return the bug answer as stored: True, False or None (not a bug / unclear)."""

@@ -310,14 +310,25 @@ def search_customers(
             or_(Customer.customer_number == text, Customer.id.in_(owner))
         )
     else:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        statement = select(Customer).where(
-            or_(
-                Customer.organisation.ilike(pattern, escape="\\"),
-                Customer.contact_name.ilike(pattern, escape="\\"),
-            )
-        )
+        statement = select(Customer).where(or_(*_name_matches(text)))
     return session.scalars(statement.order_by(Customer.organisation).limit(limit)).all()
+
+
+def _name_matches(text: str) -> list[ColumnElement[bool]]:
+    """Match ``text`` anywhere in the organisation or contact name, ignoring case.
+
+    SQLite folds case for ASCII letters only, so Cyrillic is also tried as typed,
+    lower-case, capitalised and upper-case: "ромаш" finds "ООО Ромашка" there too.
+    """
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    variants = dict.fromkeys(
+        (escaped, escaped.lower(), escaped.capitalize(), escaped.upper(), escaped.title())
+    )
+    return [
+        column.ilike(f"%{variant}%", escape="\\")
+        for variant in variants
+        for column in (Customer.organisation, Customer.contact_name)
+    ]
 
 
 def staff(session: Session) -> Sequence[User]:

@@ -11,9 +11,18 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from flask import Flask
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
 
+from dashboard import create_app
+from dashboard.models import User
 from onerpa.models import Call, Customer, Licence, PhoneNumber
+from onerpa.settings import Settings
+
+# Cheap to check, so tests that sign in many times stay quick. Never used outside tests.
+FAST_HASH = "pbkdf2:sha256:1000"
 
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
@@ -37,6 +46,36 @@ class Clock:
         with self._lock:
             self._now += timedelta(**delta)
             return self._now
+
+
+def make_app(engine: Engine, clock: Clock, **config: Any) -> Flask:
+    """Return a test app on ``engine`` with ``clock`` and default settings."""
+    base = {"ENGINE": engine, "TESTING": True, "CLOCK": clock, "SETTINGS": Settings()}
+    return create_app({**base, **config})
+
+
+def add_user(
+    session: Session,
+    username: str,
+    role: str = "agent",
+    password: str = "correct horse",
+    *,
+    interface: str | None = None,
+    member_name: str | None = None,
+) -> User:
+    """Add a user whose password is cheap to check; the caller commits."""
+    user = User(
+        username=username,
+        role=role,
+        password_hash=generate_password_hash(password, method=FAST_HASH),
+        member_interface=interface,
+        member_name=member_name,
+        display_name=username.title(),
+        active=True,
+    )
+    session.add(user)
+    session.flush()
+    return user
 
 
 def csrf_token(html: str) -> str:

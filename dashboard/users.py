@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,9 +19,6 @@ MIN_PASSWORD_LENGTH = 10
 DEMO_SUPERVISOR = "demo-supervisor"
 DEMO_AGENT = "demo-agent"
 DEMO_AGENT_INTERFACE = "PJSIP/101"
-
-# Checked when the user name is unknown, so a miss takes as long as a wrong password.
-_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
 
 class UserError(ValueError):
@@ -45,11 +43,17 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     """Return the active user whose password is ``password``, or None."""
     user = find_user(session, username)
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        # Check anyway, so an unknown name takes as long as a wrong password.
+        check_password_hash(_dummy_hash(), password)
         return None
     if not check_password_hash(user.password_hash, password) or not user.active:
         return None
     return user
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
 
 
 def create_user(

@@ -1,0 +1,327 @@
+"""The live board and "my call": JSON with the caller's context, timers, escaping."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from markupsafe import escape
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dashboard.models import Wrapup
+from dashboard.testing import Clock, add_call, add_customer, add_user, make_app, sign_in
+from onerpa.models import Call
+from onerpa.settings import Settings
+
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 12:30 in Moscow
+PASSWORD = "correct horse"
+HOSTILE_NAMES = [
+    "<script>alert(1)</script>",
+    "'; DROP TABLE calls;--",
+    '"><img src=x onerror=alert(1)>',
+    "{{ 7*7 }}",
+]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def app(engine: Engine, clock: Clock) -> Flask:
+    return make_app(engine, clock)
+
+
+@pytest.fixture
+def agent(app: Flask, sessions: sessionmaker[Session]) -> FlaskClient:
+    with sessions.begin() as session:
+        add_user(session, "anna", "agent", PASSWORD, interface="PJSIP/101")
+        add_user(session, "boris", "agent", PASSWORD, member_name="Борис")
+        add_user(session, "gleb", "agent", PASSWORD)
+    client = app.test_client()
+    sign_in(client, "anna", PASSWORD)
+    return client
+
+
+@pytest.fixture
+def customer_id(sessions: sessionmaker[Session]) -> int:
+    with sessions.begin() as session:
+        return add_customer(session, purchased_on=date(2026, 3, 12)).id
+
+
+def _board(client: FlaskClient) -> dict:
+    response = client.get("/api/board")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_board_shows_live_calls_with_the_callers_context(
+    agent: FlaskClient, sessions: sessionmaker[Session], customer_id: int
+) -> None:
+    with sessions.begin() as session:
+        add_call(
+            session,
+            customer_id=customer_id,
+            status="completed",
+            arrived_at=NOW - timedelta(days=3),
+            answered_at=NOW - timedelta(days=3),
+            ended_at=NOW - timedelta(days=3) + timedelta(minutes=4),
+            decision="free_first_year",
+        )
+        add_call(
+            session,
+            customer_id=customer_id,
+            status="queued",
+            arrived_at=NOW - timedelta(seconds=50),
+            queued_at=NOW - timedelta(seconds=20),
+            decision="free_first_year",
+            explanation="Бесплатно: первый год после покупки (OneRPA Studio), до 12.03.2027",
+            topic="bug",
+            digits="1",
+            callerid_name="ROMASHKA",
+        )
+    data = _board(agent)
+    assert data["thresholds"] == {"amber_seconds": 180.0, "red_seconds": 300.0}
+    assert data["now"] == NOW.isoformat()
+    [call] = data["calls"]
+    assert call["status"] == "queued" and call["status_label"] == "Ждёт агента"
+    assert call["customer"]["organisation"] == "ООО Ромашка"
+    assert call["customer"]["contact"] == "Иван Петров"
+    assert call["customer"]["url"] == f"/customers/{customer_id}"
+    assert call["decision"]["label"] == "Бесплатно: первый год"
+    assert "до 12.03.2027" in call["decision"]["explanation"]
+    assert call["decision"]["tone"] == "free"
+    assert call["topic"] == {"code": "bug", "label": "Критическая ошибка"}
+    assert call["digits"] == "1"
+    assert call["caller"] == {
+        "name": "ROMASHKA",
+        "number": "84997195581",
+        "e164": "+74997195581",
+        "display": "+7 499 719-55-81",
+    }
+    assert call["timer"]["phase"] == "wait"
+    assert call["timer"]["elapsed_seconds"] == 20
+    [previous] = call["recent"]
+    assert previous["at"] == "23.11.2026 12:30"
+    assert previous["status_label"] == "Обслужен"
+
+
+def test_board_lists_in_ivr_waiting_and_talking_but_not_ended(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        for status in ("in_ivr", "queued", "talking", "completed", "abandoned_queue", "lost"):
+            add_call(session, status=status, arrived_at=NOW - timedelta(seconds=30))
+    statuses = sorted(call["status"] for call in _board(agent)["calls"])
+    assert statuses == ["in_ivr", "queued", "talking"]
+
+
+def test_board_leaves_out_calls_stuck_live_for_half_a_day(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        add_call(session, status="talking", arrived_at=NOW - timedelta(hours=13))
+    assert _board(agent)["calls"] == []
+
+
+@pytest.mark.parametrize(
+    ("talked", "state"),
+    [(0, "ok"), (179, "ok"), (180, "ok"), (181, "amber"), (300, "amber"), (301, "red")],
+)
+def test_timer_turns_amber_past_three_minutes_and_red_past_five(
+    agent: FlaskClient, sessions: sessionmaker[Session], talked: int, state: str
+) -> None:
+    with sessions.begin() as session:
+        add_call(
+            session,
+            status="talking",
+            arrived_at=NOW - timedelta(seconds=talked + 60),
+            answered_at=NOW - timedelta(seconds=talked),
+        )
+    timer = _board(agent)["calls"][0]["timer"]
+    assert (timer["phase"], timer["elapsed_seconds"], timer["state"]) == ("talk", talked, state)
+
+
+def test_timer_follows_the_injected_clock(
+    agent: FlaskClient, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    with sessions.begin() as session:
+        add_call(session, status="talking", arrived_at=NOW, answered_at=NOW)
+    assert _board(agent)["calls"][0]["timer"]["state"] == "ok"
+    clock.advance(minutes=4)
+    data = _board(agent)
+    assert data["now_ms"] - data["calls"][0]["timer"]["started_ms"] == 240_000
+    assert data["calls"][0]["timer"]["state"] == "amber"
+    clock.advance(minutes=2)
+    assert _board(agent)["calls"][0]["timer"]["state"] == "red"
+
+
+def test_timer_thresholds_come_from_the_settings(
+    engine: Engine, clock: Clock, sessions: sessionmaker[Session]
+) -> None:
+    settings = Settings(
+        consultation_target=timedelta(seconds=60), consultation_limit=timedelta(seconds=120)
+    )
+    with sessions.begin() as session:
+        add_user(session, "anna", "agent", PASSWORD)
+        add_call(session, status="in_ivr", arrived_at=NOW - timedelta(seconds=90))
+    client = make_app(engine, clock, SETTINGS=settings).test_client()
+    sign_in(client, "anna", PASSWORD)
+    data = _board(client)
+    assert data["thresholds"] == {"amber_seconds": 60.0, "red_seconds": 120.0}
+    assert data["calls"][0]["timer"] | {"started_at": None, "started_ms": None} == {
+        "phase": "ivr",
+        "label": "в меню",
+        "started_at": None,
+        "started_ms": None,
+        "elapsed_seconds": 90,
+        "state": "amber",
+    }
+
+
+def test_unknown_caller_gets_recent_calls_from_the_same_number(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        for days in (1, 2, 3, 4, 5, 6):
+            add_call(
+                session,
+                caller_e164="+74951234567",
+                status="ended_ivr",
+                decision="unknown_caller",
+                arrived_at=NOW - timedelta(days=days),
+            )
+        add_call(session, caller_e164="+74951234567", arrived_at=NOW - timedelta(seconds=5))
+    [call] = _board(agent)["calls"]
+    assert call["customer"] is None
+    assert [item["at"][:2] for item in call["recent"]] == ["25", "24", "23", "22"]
+    assert {item["decision_label"] for item in call["recent"]} == {"Не опознан"}
+
+
+def test_board_page_is_a_shell_with_an_external_script(agent: FlaskClient) -> None:
+    page = agent.get("/").get_data(as_text=True)
+    assert 'data-url="/api/board"' in page
+    assert re.search(r'<script src="/static/live\.js[^"]*" defer></script>', page)
+    assert not re.search(r"<script>(?!</script>)", page)  # no inline script anywhere
+    with agent.get("/static/live.js") as script:
+        assert script.status_code == 200
+        assert script.headers["Content-Type"].startswith("text/javascript")
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_caller_names_are_text_everywhere(
+    agent: FlaskClient, sessions: sessionmaker[Session], name: str
+) -> None:
+    with sessions.begin() as session:
+        call = add_call(
+            session,
+            status="queued",
+            callerid_name=name,
+            callerid_raw=name,
+            digits=name,
+            arrived_at=NOW - timedelta(seconds=5),
+        )
+        call_id = call.id
+    assert _board(agent)["calls"][0]["caller"]["name"] == name  # JSON carries it as data
+    for path in ("/calls", f"/calls/{call_id}"):
+        page = agent.get(path).get_data(as_text=True)
+        assert str(escape(name)) in page  # shown, as text, not evaluated as a template
+        assert "<script>alert" not in page and "<img src=x" not in page
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 1
+        assert session.scalar(select(Call.callerid_name)) == name
+
+
+def test_hostile_names_are_escaped_in_html(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        call_id = add_call(session, callerid_name="<script>alert(1)</script>").id
+    page = agent.get(f"/calls/{call_id}").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# --- my call -------------------------------------------------------------------------------
+
+
+def test_my_call_pops_the_call_answered_on_my_phone(
+    agent: FlaskClient, sessions: sessionmaker[Session], customer_id: int
+) -> None:
+    with sessions.begin() as session:
+        add_call(
+            session,
+            customer_id=customer_id,
+            status="talking",
+            arrived_at=NOW - timedelta(minutes=2),
+            answered_at=NOW - timedelta(seconds=30),
+            agent_interface="PJSIP/101",
+            decision="free_first_year",
+            explanation="Бесплатно: первый год после покупки (OneRPA Studio), до 12.03.2027",
+        )
+        add_call(
+            session,
+            status="talking",
+            arrived_at=NOW - timedelta(minutes=1),
+            answered_at=NOW - timedelta(seconds=10),
+            agent_interface="PJSIP/102",
+        )
+    data = agent.get("/api/my-call").get_json()
+    assert data["linked"] is True and data["interface"] == "PJSIP/101"
+    assert data["call"]["customer"]["organisation"] == "ООО Ромашка"
+    assert data["call"]["timer"] == data["call"]["timer"] | {"phase": "talk", "elapsed_seconds": 30}
+    page = agent.get("/my-call").get_data(as_text=True)
+    assert 'data-url="/api/my-call"' in page
+    assert "не связан с телефоном" not in page
+
+
+def test_my_call_matches_the_queue_member_name(
+    app: Flask, agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        add_call(session, status="talking", answered_at=NOW, arrived_at=NOW, agent="Борис")
+    boris = app.test_client()
+    sign_in(boris, "boris", PASSWORD)
+    assert boris.get("/api/my-call").get_json()["call"]["agent"] == "Борис"
+    assert agent.get("/api/my-call").get_json()["call"] is None
+
+
+def test_my_call_says_when_no_phone_is_linked(
+    app: Flask, agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    gleb = app.test_client()
+    sign_in(gleb, "gleb", PASSWORD)
+    data = gleb.get("/api/my-call").get_json()
+    assert (data["linked"], data["call"], data["last"]) == (False, None, None)
+    assert "не связан с телефоном" in gleb.get("/my-call").get_data(as_text=True)
+
+
+def test_my_call_offers_the_wrap_up_of_the_last_call(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        call_id = add_call(
+            session,
+            status="completed",
+            arrived_at=NOW - timedelta(minutes=10),
+            answered_at=NOW - timedelta(minutes=9),
+            ended_at=NOW - timedelta(minutes=2),
+            agent_interface="PJSIP/101",
+        ).id
+    data = agent.get("/api/my-call").get_json()
+    assert data["call"] is None
+    assert data["last"] | {"ended_at": None} == {
+        "id": call_id,
+        "url": f"/calls/{call_id}",
+        "organisation": "",
+        "caller": "+7 499 719-55-81",
+        "ended_at": None,
+        "wrapped_up": False,
+    }
+    with sessions.begin() as session:
+        session.add(Wrapup(call_id=call_id, username="anna", topic="howto", about_onerpa=True))
+    assert agent.get("/api/my-call").get_json()["last"]["wrapped_up"] is True

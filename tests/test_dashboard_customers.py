@@ -1,0 +1,241 @@
+"""The customer page: records, search, and etiquette refusals with their audit trail."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dashboard.models import AuditEntry
+from dashboard.testing import (
+    Clock,
+    add_call,
+    add_customer,
+    add_user,
+    csrf_token,
+    make_app,
+    sign_in,
+)
+from onerpa import directory, entitlement
+from onerpa.models import Refusal, Subscription, UpdatePurchase
+
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def app(engine: Engine, clock: Clock, sessions: sessionmaker[Session]) -> Flask:
+    with sessions.begin() as session:
+        add_user(session, "anna", "agent", PASSWORD)
+        add_user(session, "vera", "supervisor", PASSWORD)
+    return make_app(engine, clock)
+
+
+def _client(app: Flask, username: str) -> FlaskClient:
+    client = app.test_client()
+    sign_in(client, username, PASSWORD)
+    return client
+
+
+@pytest.fixture
+def agent(app: Flask) -> FlaskClient:
+    return _client(app, "anna")
+
+
+@pytest.fixture
+def supervisor(app: Flask) -> FlaskClient:
+    return _client(app, "vera")
+
+
+@pytest.fixture
+def customer_id(sessions: sessionmaker[Session]) -> int:
+    with sessions.begin() as session:
+        customer = add_customer(session, purchased_on=date(2024, 3, 12))
+        customer.updates.append(UpdatePurchase(purchased_on=date(2026, 2, 1), months=12))
+        customer.subscriptions.append(
+            Subscription(service="OneRPA Cloud", starts_on=date(2025, 1, 1), ends_on=None)
+        )
+        add_call(
+            session,
+            customer_id=customer.id,
+            status="completed",
+            decision="free_updates",
+            arrived_at=NOW - timedelta(days=2),
+        )
+        return customer.id
+
+
+def _refuse(client: FlaskClient, customer_id: int, **fields: str) -> object:
+    page = client.get(f"/customers/{customer_id}").get_data(as_text=True)
+    return client.post(
+        f"/customers/{customer_id}/refusals", data={"csrf_token": csrf_token(page), **fields}
+    )
+
+
+def _lift(client: FlaskClient, customer_id: int, refusal_id: int, why: str) -> object:
+    token = csrf_token(client.get(f"/customers/{customer_id}").get_data(as_text=True))
+    return client.post(
+        f"/customers/{customer_id}/refusals/{refusal_id}/lift",
+        data={"csrf_token": token, "lift_reason": why},
+    )
+
+
+def _decision_now(
+    sessions: sessionmaker[Session], customer_id: int, at: datetime = NOW
+) -> entitlement.Decision:
+    with sessions() as session:
+        card = directory.find_by_phone(session, "+74997195581")
+        assert card is not None and card.customer_id == customer_id
+        return entitlement.decide(card.records, at)
+
+
+def test_customer_page_shows_records_entitlement_and_calls(
+    agent: FlaskClient, customer_id: int
+) -> None:
+    page = agent.get(f"/customers/{customer_id}").get_data(as_text=True)
+    for text in (
+        "ООО Ромашка",
+        "№ 1001",
+        "Иван Петров",
+        "ivan@romashka.example",
+        "+7 499 719-55-81",
+        "Лицензия: OneRPA Studio",
+        "12.03.2024",
+        "на 12 мес.",
+        "Подписка: OneRPA Cloud",
+        "бессрочно",
+        "Бесплатно: действующая подписка на OneRPA Cloud, бессрочно",
+        "Бесплатно: обновления",  # the earlier call's decision
+    ):
+        assert text in page, text
+
+
+def test_unknown_customer_is_404(agent: FlaskClient) -> None:
+    assert agent.get("/customers/999").status_code == 404
+
+
+@pytest.mark.parametrize("typed", ["8 499 719-55-81", "1001", "L-1001", "ромаш", "Петров"])
+def test_customer_search(agent: FlaskClient, customer_id: int, typed: str) -> None:
+    page = agent.get("/customers", query_string={"q": typed}).get_data(as_text=True)
+    if typed == "L-1001":  # a licence number is digits only; letters search names
+        assert "Никого не нашли" in page
+        return
+    assert f'href="/customers/{customer_id}"' in page
+
+
+def test_customer_search_treats_wildcards_as_text(agent: FlaskClient, customer_id: int) -> None:
+    assert "Никого не нашли" in agent.get("/customers?q=%25").get_data(as_text=True)
+
+
+def test_agent_sets_a_refusal_and_it_holds_on_the_next_call(
+    agent: FlaskClient, sessions: sessionmaker[Session], customer_id: int
+) -> None:
+    response = _refuse(agent, customer_id, reason="Грубил агенту", until="2026-12-31")
+    assert response.status_code == 302
+    with sessions() as session:
+        refusal = session.scalar(select(Refusal))
+        assert (refusal.customer_id, refusal.set_by, refusal.set_at) == (customer_id, "anna", NOW)
+        assert refusal.expires_at == entitlement.end_of_day(date(2026, 12, 31))
+        entry = session.scalar(select(AuditEntry))
+        assert (entry.username, entry.action, entry.target_id) == (
+            "anna",
+            "refusal.set",
+            str(customer_id),
+        )
+        assert "Грубил агенту" in entry.details
+    decision = _decision_now(sessions, customer_id)
+    assert decision.reason is entitlement.Reason.REFUSED_ETIQUETTE
+    page = agent.get(f"/customers/{customer_id}").get_data(as_text=True)
+    assert "Отказ в консультации (нарушение этикета)" in page
+    assert "Грубил агенту" in page
+
+
+def test_refusal_needs_a_reason_and_a_future_date(
+    agent: FlaskClient, sessions: sessionmaker[Session], customer_id: int
+) -> None:
+    assert _refuse(agent, customer_id, reason="").status_code == 400
+    past = _refuse(agent, customer_id, reason="Грубил", until="2026-11-25")
+    assert past.status_code == 400
+    assert "Дата окончания уже прошла" in past.get_data(as_text=True)
+    with sessions() as session:
+        assert session.scalar(select(Refusal)) is None
+        assert session.scalar(select(AuditEntry)) is None
+
+
+def test_refusal_needs_a_csrf_token(
+    agent: FlaskClient, sessions: sessionmaker[Session], customer_id: int
+) -> None:
+    response = agent.post(f"/customers/{customer_id}/refusals", data={"reason": "Грубил"})
+    assert response.status_code == 400
+    with sessions() as session:
+        assert session.scalar(select(Refusal)) is None
+
+
+def test_only_a_supervisor_lifts_a_refusal_and_the_row_stays(
+    agent: FlaskClient,
+    supervisor: FlaskClient,
+    sessions: sessionmaker[Session],
+    customer_id: int,
+    clock: Clock,
+) -> None:
+    _refuse(agent, customer_id, reason="Грубил агенту")
+    with sessions() as session:
+        refusal_id = session.scalar(select(Refusal.id))
+    assert "Снять</button>" not in agent.get(f"/customers/{customer_id}").get_data(as_text=True)
+    assert _lift(agent, customer_id, refusal_id, "извинился").status_code == 403
+    assert _decision_now(sessions, customer_id).reason is entitlement.Reason.REFUSED_ETIQUETTE
+
+    clock.advance(hours=1)
+    assert _lift(supervisor, customer_id, refusal_id, "извинился").status_code == 302
+    with sessions() as session:
+        refusal = session.get(Refusal, refusal_id)
+        assert (refusal.lifted_by, refusal.lift_reason) == ("vera", "извинился")
+        assert refusal.lifted_at == NOW + timedelta(hours=1)
+        actions = session.execute(
+            select(AuditEntry.username, AuditEntry.action).order_by(AuditEntry.id)
+        ).all()
+        assert actions == [("anna", "refusal.set"), ("vera", "refusal.lift")]
+    later = _decision_now(sessions, customer_id, NOW + timedelta(hours=2))
+    assert later.reason is entitlement.Reason.FREE_SUBSCRIPTION
+    page = supervisor.get(f"/customers/{customer_id}").get_data(as_text=True)
+    assert "Журнал изменений" in page and "refusal.lift" in page
+
+
+def test_lifting_needs_a_reason(
+    agent: FlaskClient, supervisor: FlaskClient, sessions: sessionmaker[Session], customer_id: int
+) -> None:
+    _refuse(agent, customer_id, reason="Грубил агенту")
+    with sessions() as session:
+        refusal_id = session.scalar(select(Refusal.id))
+    _lift(supervisor, customer_id, refusal_id, "")
+    with sessions() as session:
+        assert session.get(Refusal, refusal_id).lifted_at is None
+
+
+def test_lifting_another_customers_refusal_is_404(
+    agent: FlaskClient, supervisor: FlaskClient, sessions: sessionmaker[Session], customer_id: int
+) -> None:
+    with sessions.begin() as session:
+        other = add_customer(session, "1002", "ООО Лютик", phone="+74951234567").id
+    _refuse(agent, other, reason="Грубил")
+    with sessions() as session:
+        refusal_id = session.scalar(select(Refusal.id))
+    assert _lift(supervisor, customer_id, refusal_id, "ошибка").status_code == 404
+
+
+def test_audit_page_lists_the_changes(
+    agent: FlaskClient, supervisor: FlaskClient, customer_id: int
+) -> None:
+    _refuse(agent, customer_id, reason="Грубил <b>агенту</b>")
+    page = supervisor.get("/audit").get_data(as_text=True)
+    assert "refusal.set" in page and f'href="/customers/{customer_id}"' in page
+    assert "Грубил &lt;b&gt;агенту&lt;/b&gt;" in page

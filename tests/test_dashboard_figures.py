@@ -1,0 +1,138 @@
+"""The figures page (today, 7 and 30 days, any period) and its server-drawn SVG charts."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from dashboard import charts
+from dashboard.testing import Clock, add_call, add_user, make_app, sign_in
+
+NOW = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 14:00 in Moscow
+PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def supervisor(engine: Engine, sessions: sessionmaker[Session]) -> FlaskClient:
+    with sessions.begin() as session:
+        add_user(session, "vera", "supervisor", PASSWORD)
+    client = make_app(engine, Clock(NOW)).test_client()
+    sign_in(client, "vera", PASSWORD)
+    return client
+
+
+def _answered(session: Session, arrived: datetime, wait: float, talk: float, agent: str) -> None:
+    add_call(
+        session,
+        status="completed",
+        decision="free_first_year",
+        arrived_at=arrived,
+        queued_at=arrived + timedelta(seconds=30),
+        answered_at=arrived + timedelta(seconds=30 + wait),
+        ended_at=arrived + timedelta(seconds=30 + wait + talk),
+        agent=agent,
+    )
+
+
+@pytest.fixture
+def calls(sessions: sessionmaker[Session]) -> None:
+    today = NOW - timedelta(hours=2)  # 12:00 Moscow
+    with sessions.begin() as session:
+        _answered(session, today, 20, 120, "Анна")
+        _answered(session, today, 40, 200, "Анна")
+        _answered(session, today + timedelta(minutes=30), 90, 400, "Борис")
+        add_call(
+            session,
+            status="abandoned_queue",
+            arrived_at=today,
+            queued_at=today,
+            ended_at=today + timedelta(seconds=45),
+            decision="free_updates",
+        )
+        add_call(session, status="ended_ivr", decision="unknown_caller", arrived_at=today)
+        _answered(session, NOW - timedelta(days=5), 10, 100, "Анна")
+        _answered(session, NOW - timedelta(days=20), 10, 100, "Борис")
+
+
+def _tile(page: str, label: str) -> str:
+    found = re.search(
+        r'<div class="value[^"]*"[^>]*>([^<]*)</div><div class="label">' + label, page
+    )
+    assert found, label
+    return found.group(1)
+
+
+def test_figures_for_today(supervisor: FlaskClient, calls: None) -> None:
+    page = supervisor.get("/figures").get_data(as_text=True)
+    assert "Период: 26.11.2026 — 26.11.2026" in page
+    assert _tile(page, "поступило") == "5"
+    assert _tile(page, "отвечено") == "3"
+    assert _tile(page, "брошено в очереди") == "1"
+    assert _tile(page, "завершено в меню") == "1"
+    assert _tile(page, "уровень сервиса: ответ за 1:00") == "67 %"
+    assert _tile(page, "среднее время ответа") == "0:50"
+    assert _tile(page, "консультация в среднем") == "4:00"
+    assert _tile(page, "консультация, 90-й процентиль") == "6:40"
+    assert _tile(page, "уложились в 3:00") == "33 %"
+    assert _tile(page, "уложились в 5:00") == "67 %"
+    assert "Анна" in page and "Борис" in page
+
+
+@pytest.mark.parametrize(("period", "offered"), [("7d", "6"), ("30d", "7")])
+def test_figures_for_7_and_30_days(
+    supervisor: FlaskClient, calls: None, period: str, offered: str
+) -> None:
+    page = supervisor.get("/figures", query_string={"period": period}).get_data(as_text=True)
+    assert _tile(page, "поступило") == offered
+
+
+def test_figures_for_a_chosen_period_and_agent(supervisor: FlaskClient, calls: None) -> None:
+    query = {"period": "custom", "from": "2026-11-01", "to": "2026-11-26", "agent": "Борис"}
+    page = supervisor.get("/figures", query_string=query).get_data(as_text=True)
+    assert "Период: 01.11.2026 — 26.11.2026, агент Борис" in page
+    assert _tile(page, "отвечено") == "2"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"period": "custom", "from": "26.11.2026"}, "не распознаны"),
+        ({"period": "custom", "from": "2020-01-01", "to": "2026-11-26"}, "не длиннее"),
+    ],
+)
+def test_bad_periods_fall_back_to_today(
+    supervisor: FlaskClient, query: dict[str, str], message: str
+) -> None:
+    page = supervisor.get("/figures", query_string=query).get_data(as_text=True)
+    assert message in page
+    assert "Период: 26.11.2026 — 26.11.2026" in page
+
+
+def test_charts_are_inline_svg_without_external_resources(
+    supervisor: FlaskClient, calls: None
+) -> None:
+    page = supervisor.get("/figures").get_data(as_text=True)
+    svgs = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+    assert len(svgs) == 2
+    hours, lengths = svgs
+    assert 'aria-label="Звонки по часам"' in hours
+    assert "12:00: поступило 5, отвечено 3" in hours
+    assert "5–7 мин: 1" in lengths and 'class="bar bar-red"' in lengths
+    assert not re.search(r"(src|href)=\"?https?:", page)
+    assert "<script" not in page.replace('<script src="/static/', "")
+
+
+def test_bar_chart_escapes_labels() -> None:
+    svg = charts.bar_chart([charts.Bar("<b>", 3, tip="<i>")], title="a & b")
+    assert "&lt;b&gt;" in svg and "&lt;i&gt;" in svg and "a &amp; b" in svg
+    assert "<b>" not in svg
+
+
+@pytest.mark.parametrize(("value", "top"), [(0, 4), (3, 4), (7, 8), (13, 20), (250, 400)])
+def test_axis_top_is_round(value: float, top: float) -> None:
+    assert charts._nice_top(value) == top
