@@ -18,7 +18,7 @@ from ivr.app import build_services, close_services
 from ivr.emulator import CallResult, EmulatedCall
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.prompts import read_table
-from onerpa.cli import load_settings, open_database
+from onerpa.startup import load_settings, open_database
 
 
 @click.command("simulate-call")

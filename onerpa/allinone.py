@@ -17,7 +17,7 @@ from ivr.app import build_services, close_services
 from ivr.cli import start_sweeps, wait_for_signal
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
-from onerpa.cli import load_settings, open_database
+from onerpa.startup import load_settings, open_database
 from onerpa.demo import ENTITLED_PHONE, NOT_ENTITLED_PHONE, load_demo
 from onerpa.metrics import DatabaseCollector, ProcessMetrics
 from onerpa.phone import format_national

@@ -8,26 +8,10 @@ import sys
 
 import click
 
-from onerpa import db
-from onerpa.settings import Settings, SettingsError, apply_config_file
+from onerpa.settings import SettingsError, apply_config_file
+from onerpa.startup import load_settings, open_database
 
-
-def load_settings() -> Settings:
-    """Build settings from the environment, or stop with the setting that is wrong."""
-    try:
-        return Settings.from_env()
-    except SettingsError as err:
-        raise click.ClickException(f"configuration error: {err}") from None
-
-
-def open_database(settings: Settings):  # type: ignore[no-untyped-def]
-    """Create the engine, run migrations, and return the engine."""
-    engine = db.make_engine(settings.database_url)
-    try:
-        db.migrate(engine)
-    except Exception as err:  # a dead or misconfigured database must say so plainly
-        raise click.ClickException(f"database {engine.url!r} is not usable: {err}") from None
-    return engine
+__all__ = ["load_settings", "main", "open_database"]
 
 
 @click.group()
