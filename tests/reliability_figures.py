@@ -12,8 +12,8 @@ What the columns mean:
   that never ended. Must be 0.
 - *lost*: a call the server took whose record is not in the database and whose loss was
   not logged. Must be 0.
-- *lost, logged*: records dropped on purpose by a test that overflows the recorder's buffer
-  while the database is down; each is logged with its call reference.
+- *lost, logged*: records not written but each logged with its call reference (the test
+  that overflows the recorder's buffer while the database is down, and known bugs).
 - *fallback*: calls that could not reach the FastAGI server (or whose server died under
   them); the dialplan's fallback sends them to the queue.
 - *refused*: requests that had to be refused and were (addresses not allowed, pages without
@@ -49,6 +49,16 @@ AREAS = {
     "dashboard": "Dashboard roles, CSRF, sessions, sign-in, headers",
 }
 REPORT = Path("docs") / "reliability.md"
+MODULES = (
+    "test_reliability_db.py",
+    "test_reliability_restart.py",
+    "test_reliability_hangups.py",
+    "test_reliability_concurrency.py",
+    "test_reliability_resources.py",
+    "test_fuzz.py",
+    "test_hostile_input.py",
+    "test_dashboard_security.py",
+)
 _KEY = pytest.StashKey["Figures"]()
 
 
@@ -86,6 +96,7 @@ class Figures:
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
         self.backends: set[str] = set()
+        self.known_bugs: dict[str, str] = {}  # test id -> the reason of its strict xfail
         self._lock = threading.Lock()
 
     def add(self, area: str, **counts: int) -> None:
@@ -179,15 +190,30 @@ def stored_calls(engine: Engine) -> int:
 
 # --- the plugin ----------------------------------------------------------------------------
 
+_RUN: list[Figures] = []  # this run's figures, for hooks that are not given the config
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KEY] = Figures()
+    _RUN[:] = [config.stash[_KEY]]
 
 
 @pytest.fixture(scope="session")
 def figures(request: pytest.FixtureRequest) -> Figures:
     """The run's reliability figures."""
     return request.config.stash[_KEY]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Note the strict xfails of the reliability modules: bugs known and not fixed yet."""
+    reason = getattr(report, "wasxfail", "")
+    if _RUN and reason and report.skipped and _is_ours(report.nodeid):
+        _RUN[0].known_bugs[report.nodeid] = reason
+
+
+def _is_ours(nodeid: str) -> bool:
+    path = nodeid.split("::", 1)[0]
+    return any(path.endswith(name) for name in MODULES)
 
 
 def pytest_terminal_summary(
@@ -199,6 +225,8 @@ def pytest_terminal_summary(
     terminalreporter.section("reliability figures")
     for line in collected.table():
         terminalreporter.write_line(line)
+    for nodeid in sorted(collected.known_bugs):
+        terminalreporter.write_line(f"known bug (xfail): {nodeid}")
     missing = [area for area in AREAS if area not in collected.rows]
     if missing or exitstatus != 0:
         reason = f"areas not run: {', '.join(missing)}" if missing else "the run did not pass"
@@ -232,9 +260,9 @@ def report(collected: Figures) -> str:
             "  a route, or a call that never ended. Must be 0.",
             "- **records lost**: a call the server took that has no stored record and whose",
             "  loss was not logged. Must be 0.",
-            "- **lost, logged**: records dropped on purpose by the test that overflows the",
-            "  recorder's buffer while the database is down; every one is logged with its",
-            "  call reference.",
+            "- **lost, logged**: records not written, but each logged with its call",
+            "  reference: the test that overflows the recorder's buffer while the database is",
+            "  down, and the known bugs below.",
             "- **carried by fallback**: calls that could not reach the FastAGI server, or whose",
             "  server was killed under them; the dialplan (`asterisk/extensions.conf`,",
             "  `[onerpa-fallback]`) sends them to the queue when `ONERPA_ROUTE` is empty.",
@@ -242,5 +270,21 @@ def report(collected: Figures) -> str:
             "  the right role, sign-in or CSRF token, throttled sign-ins, and malformed AGI",
             "  input rejected with a typed error.",
             "",
+            *_known_bugs(collected),
         ]
     )
+
+
+def _known_bugs(collected: Figures) -> list[str]:
+    if not collected.known_bugs:
+        return ["Known bugs: none (no strict xfail in these tests).", ""]
+    lines = [
+        "## Known bugs",
+        "",
+        "Tests left in place, marked as expected to fail (strict) until the code is fixed;",
+        "their calls are in the figures above.",
+        "",
+    ]
+    for nodeid, reason in sorted(collected.known_bugs.items()):
+        lines += [f"- `{nodeid}`: {reason}"]
+    return [*lines, ""]
