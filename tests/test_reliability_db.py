@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -83,7 +84,7 @@ def app_engine(postgres: Engine, proxy: FaultProxy) -> Iterator[Engine]:
     engine.dispose()
 
 
-def place(line: Line, caller: str, keys: list[str], **options: object) -> tuple[CallResult, float]:
+def place(line: Line, caller: str, keys: list[str], **options: Any) -> tuple[CallResult, float]:
     """Place one call without waiting for its record; return it and how long it took."""
     started = time.monotonic()
     result = EmulatedCall(caller=caller, keys=keys, **options).run_fastagi(line.address)
