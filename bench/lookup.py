@@ -114,17 +114,22 @@ def fill_postgres(engine: Engine, n: int) -> None:
         raw.close()
 
 
-def time_lookups(engine: Engine, numbers: list[str]) -> list[float]:
-    """Return the seconds each ``find_by_phone`` took, one fresh session per look-up."""
+def time_lookups(engine: Engine, numbers: list[str]) -> tuple[list[float], list[float]]:
+    """Return the wall-clock and CPU seconds of each ``find_by_phone``, a session each.
+
+    CPU time (this thread's) leaves out time spent waiting for a core, which on a shared
+    machine is most of the tail; on PostgreSQL it also leaves out the server's work.
+    """
     sessions = db.session_factory(engine)
-    timings = []
+    wall, cpu = [], []
     for e164 in numbers:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         with sessions() as session:
             card = directory.find_by_phone(session, e164)
-        timings.append(time.perf_counter() - started)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - started_cpu)
         assert card is not None, e164
-    return timings
+    return wall, cpu
 
 
 def time_baseline(engine: Engine, numbers: list[str]) -> list[float]:
@@ -158,16 +163,21 @@ def measure(engine: Engine, n: int, lookups: int, label: str) -> None:
     numbers = [phone(rng.randrange(n * PHONES_PER_CUSTOMER)) for _ in range(lookups)]
     time_lookups(engine, numbers[:WARM_UP])
     time_baseline(engine, numbers[:WARM_UP])
-    ours, base = time_lookups(engine, numbers), time_baseline(engine, numbers)
-    ours_median, base_median = statistics.median(ours), statistics.median(base)
-    ours_p99, base_p99 = percentile(ours, 0.99), percentile(base, 0.99)
+    (ours, ours_cpu), base = time_lookups(engine, numbers), time_baseline(engine, numbers)
     print(
-        f"{label:10} find_by_phone   median {ours_median * 1e3:.3f} ms  p99 {ours_p99 * 1e3:.3f} ms"
-        f"  ({lookups:,} look-ups)\n"
-        f"{'':10} bare SELECT     median {base_median * 1e3:.3f} ms  p99 {base_p99 * 1e3:.3f} ms"
-        f"  ratio {ours_median / base_median:.1f}x median, {ours_p99 / base_p99:.1f}x p99",
+        f"{label:10} find_by_phone  {_figures(ours)}  ({lookups:,} look-ups, load "
+        f"{os.getloadavg()[0]:.1f})\n"
+        f"{'':10}   CPU time     {_figures(ours_cpu)}\n"
+        f"{'':10} bare SELECT    {_figures(base)}  ratio "
+        f"{statistics.median(ours) / statistics.median(base):.1f}x median, "
+        f"{percentile(ours, 0.99) / percentile(base, 0.99):.1f}x p99",
         flush=True,
     )
+
+
+def _figures(seconds: list[float]) -> str:
+    median, p99 = statistics.median(seconds), percentile(seconds, 0.99)
+    return f"median {median * 1e3:.3f} ms  p99 {p99 * 1e3:.3f} ms"
 
 
 def run_sqlite(n: int, lookups: int) -> None:

@@ -46,6 +46,7 @@ from sqlalchemy import Engine, insert, select
 from onerpa.importer import CustomerRow, write_customers
 from onerpa.models import Customer, Refusal
 from onerpa.phone import format_national, normalize
+from onerpa.startup import load_settings, open_database
 
 log = logging.getLogger(__name__)
 
@@ -334,9 +335,6 @@ def load_demo(engine: Engine) -> Counter[str]:
 @click.command("demo-data")
 def demo_data_command() -> None:
     """Fill the database with demo customers (running it again changes nothing)."""
-    # Imported here: onerpa.cli builds its command list from the module that imports this one.
-    from onerpa.cli import load_settings, open_database
-
     engine = open_database(load_settings())
     try:
         changes = load_demo(engine)

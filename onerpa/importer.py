@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from onerpa.models import Base
 from onerpa.phone import normalize
+from onerpa.startup import load_settings, open_database
 
 log = logging.getLogger(__name__)
 
@@ -179,17 +180,7 @@ def _check_file(path: Path, staging: _Staging, show: bool) -> int:
     except OSError as err:
         raise ImportFileError(f"cannot read {path}: {err.strerror}") from None
     size = path.stat().st_size
-    with (
-        stream,
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc="checking",
-            file=sys.stderr,
-            disable=not show,
-        ) as bar,
-    ):
+    with stream, _bar(show, total=size, unit="B", unit_scale=True, desc="checking") as bar:
         lines = _decoded_lines(stream, bar)
         header = next(lines, None)
         if header is None or not header.strip():
@@ -200,6 +191,11 @@ def _check_file(path: Path, staging: _Staging, show: bool) -> int:
     if rows == 0:
         raise ImportFileError("the file has a header but no rows")
     return rows
+
+
+def _bar(show: bool, **options: Any) -> tqdm:
+    """Return a progress bar on standard error, or one that draws nothing."""
+    return tqdm(file=sys.stderr, disable=not show, **options)
 
 
 def _decoded_lines(stream: IO[bytes], bar: tqdm) -> Iterator[str]:
@@ -622,9 +618,7 @@ def write_customers(
 ) -> Counter[str]:
     """Upsert customers (each given as its rows) in batches; return what changed."""
     changes: Counter[str] = Counter()
-    with tqdm(
-        total=total, unit=" customers", desc="writing", file=sys.stderr, disable=not show
-    ) as bar:
+    with _bar(show, total=total, unit=" customers", desc="writing") as bar:
         for batch in _batches(customers, BATCH_CUSTOMERS):
             with engine.begin() as conn:
                 changes += _write_batch(conn, batch)
@@ -786,9 +780,6 @@ def _upsert_subscriptions(
 @click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
 def import_command(file: Path, skip_bad: bool) -> None:
     """Load customers from FILE.csv (columns: docs/import.md)."""
-    # Imported here: onerpa.cli builds its command list from the module that imports this one.
-    from onerpa.cli import load_settings, open_database
-
     engine = open_database(load_settings())
     try:
         result = import_file(
