@@ -199,16 +199,30 @@ class _Wire:
         self._read_some = getattr(reader, "read1", reader.read)
         self._fd = _socket_fd(reader)
 
-    def read_line(self, deadline: float | None) -> bytes | None:
-        """Return the next line without its newline, or None at end of stream."""
+    def read_line(self, deadline: float | None, *, truncate: bool = False) -> bytes | None:
+        """Return the next line without its newline, or None at end of stream.
+
+        A line over the limit is an error, or with ``truncate`` cut to the limit (the rest
+        is read and dropped, within the same deadline).
+        """
+        kept: bytes | None = None
         while True:
             end = self._buffer.find(b"\n", 0, self._max_line + 1)
             if end >= 0:
-                line = bytes(self._buffer[:end])
+                line = kept if kept is not None else bytes(self._buffer[:end])
                 del self._buffer[: end + 1]
                 return line
             if len(self._buffer) > self._max_line:
-                raise AGIProtocolError(f"line longer than {self._max_line} bytes")
+                if not truncate:
+                    raise AGIProtocolError(f"line longer than {self._max_line} bytes")
+                if kept is None:
+                    kept = bytes(self._buffer[: self._max_line])
+                    logger.warning("environment line over %d bytes cut short", self._max_line)
+                newline = self._buffer.find(b"\n")
+                if newline >= 0:
+                    del self._buffer[: newline + 1]
+                    return kept
+                self._buffer.clear()  # all of it belongs to the over-long line
             if self._eof:
                 if self._buffer:
                     raise AGIProtocolError("stream ended in the middle of a line")
@@ -478,7 +492,8 @@ class AGIChannel(pyst2.AGI):
         deadline = None if timeout is None else time.monotonic() + timeout
         env: dict[str, str] = {}
         while True:
-            raw = self._wire.read_line(deadline)
+            # Asterisk sends caller names as they come; a very long one is cut, not fatal.
+            raw = self._wire.read_line(deadline, truncate=True)
             if raw is None and not env:
                 self.hung_up = True
                 raise AGIHangup("the connection closed before the environment block")

@@ -40,7 +40,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError, SQLAlchemyError
 
 from onerpa.callstatus import LIVE, CallStatus, EndedBy
 from onerpa.models import Call, CallEvent
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 _FIELDS = frozenset(c.name for c in Call.__table__.columns) - {"id"}
 _COLUMNS = [c for c in Call.__table__.columns]
 _STOP = object()
+# Errors that say the data or statement is wrong, not that the database is away: retrying
+# them can never succeed.
+_REJECTED = (DataError, IntegrityError, ProgrammingError)
 END_FIELDS = frozenset({"ended_at", "ended_by"})
 _RANK = {CallStatus.IN_IVR: 0, CallStatus.QUEUED: 1, CallStatus.TALKING: 2}
 _TERMINAL_RANK = 3
@@ -444,17 +447,53 @@ class CallRecorder:
                         apply_changes(conn, key, self._pending[key], now)
                     except NotStored:
                         missing.append(key)
+        except _REJECTED as err:
+            # One call's data the database will never take must not hold up the others.
+            log.warning("a batch of call records was rejected; writing them one by one: %s", err)
+            return self._write_each(keys, now)
         except (SQLAlchemyError, OSError) as err:
             log.warning("call records not written yet (%d pending): %s", len(self._pending), err)
             if self.on_error is not None:
                 self.on_error(err)
             return False
+        self._settle(keys, missing)
+        return True
+
+    def _write_each(self, keys: list[CallKey], now: datetime) -> bool:
+        """Write calls one per transaction; drop, and log, the ones the database rejects."""
+        done: list[CallKey] = []
+        missing: list[CallKey] = []
+        for key in keys:
+            try:
+                with self.engine.begin() as conn:
+                    apply_changes(conn, key, self._pending[key], now)
+            except NotStored:
+                missing.append(key)
+                continue
+            except _REJECTED as err:
+                self._lost += 1
+                log.error("call %s: change rejected by the database and lost: %s", key, err)
+                if self.on_error is not None:
+                    self.on_error(err)
+            except (SQLAlchemyError, OSError) as err:
+                log.warning(
+                    "call records not written yet (%d pending): %s", len(self._pending), err
+                )
+                if self.on_error is not None:
+                    self.on_error(err)
+                self._settle(done + missing, missing)
+                return False
+            done.append(key)
+        self._settle(done + missing, missing)
+        return True
+
+    def _settle(self, keys: list[CallKey], missing: list[CallKey]) -> None:
+        """Forget the written changes; keep those whose call is not stored yet."""
         for key in keys:
             if key not in missing:
                 del self._pending[key]
                 self._orphans.pop(key, None)
         self._wait_for_calls(missing)
-        return True
 
     def _wait_for_calls(self, keys: list[CallKey]) -> None:
         """Keep changes for calls not stored yet, until their grace runs out."""

@@ -527,10 +527,20 @@ def test_connection_closed_during_a_command_is_a_hangup() -> None:
         assert chan.hung_up is True
 
 
+def test_an_over_long_caller_name_is_cut_and_the_session_goes_on() -> None:
+    left, right = socket.socketpair()
+    name = "Иван".encode() + b"x" * 10_000
+    right.sendall(b"agi_request: x\nagi_calleridname: " + name + b"\nagi_callerid: 123\n\n")
+    with AGIChannel.from_socket(left, env_timeout=1) as chan:
+        assert chan.env["agi_calleridname"].startswith("Иванxxx")
+        assert len(chan.env["agi_calleridname"].encode()) < 8192
+        assert chan.env["agi_callerid"] == "123"
+    right.close()
+
+
 @pytest.mark.parametrize(
     "env",
     [
-        b"agi_request: x\nagi_calleridname: " + b"x" * 10_000 + b"\n\n",
         b"GET / HTTP/1.1\nHost: x\n\n",
         b"\n",
     ],

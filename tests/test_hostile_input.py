@@ -178,12 +178,6 @@ def assert_no_label_carries(exposition: str, cases: list[Hostile]) -> None:
             assert not any(digits in value for value in labels), case.label
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ivr/agi.py MAX_LINE_BYTES (8192) applies to the environment block: a caller ID "
-    "over 8 kB makes the server refuse the whole session, so the caller gets no route (only "
-    "the dialplan fallback) and no call record is written",
-)
 def test_ten_kilobyte_caller_ids_reach_the_database(engine: Engine, figures: Figures) -> None:
     figures.backend(engine)
     with metered_line(engine) as (line, _, _):
@@ -200,12 +194,6 @@ def test_ten_kilobyte_caller_ids_reach_the_database(engine: Engine, figures: Fig
     assert name and TEN_KB.stored_name.startswith(name)  # whole, or cut to a stated limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="onerpa/recorder.py CallRecorder._write retries every SQLAlchemyError, so a change "
-    "PostgreSQL can never accept (a NUL byte in a text field: psycopg.DataError) fails its "
-    "batch forever and blocks the records of every later call",
-)
 def test_a_caller_name_with_nul_does_not_stop_the_recording_of_other_calls(
     engine: Engine, figures: Figures, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -64,9 +64,9 @@ class CallLog:
         self.record(
             uniqueid=env.get("agi_uniqueid", "")[:64],
             linkedid=env.get("agi_linkedid", env.get("agi_uniqueid", ""))[:64],
-            channel=env.get("agi_channel", ""),
-            callerid_raw=raw,
-            callerid_name=env.get("agi_calleridname", ""),
+            channel=stored_text(env.get("agi_channel", "")),
+            callerid_raw=stored_text(raw),
+            callerid_name=stored_text(env.get("agi_calleridname", "")),
             caller_e164=self.e164,
             arrived_at=services.clock(),
             server=services.server,
@@ -84,6 +84,12 @@ class CallLog:
     def entered(self, digits: str) -> None:
         self.digits.append(digits)
         self.record(digits=" ".join(self.digits))
+
+
+def stored_text(value: str) -> str:
+    """Return caller-controlled text as it can be stored: NUL, which PostgreSQL refuses,
+    becomes U+FFFD; everything else is kept as it came."""
+    return value.replace("\x00", "\ufffd")
 
 
 def run(channel: AGIChannel, services: Services) -> None:
