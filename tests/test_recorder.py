@@ -91,3 +91,20 @@ def test_unknown_field_is_refused_at_once(engine: Engine) -> None:
     with pytest.raises(TypeError):
         recorder.record("c1", colour="blue")
     recorder.close()
+
+
+def test_a_change_the_database_rejects_is_logged_and_does_not_block_other_calls(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = CallRecorder(engine, retry_delay=0.05)
+    recorder.record("rejected", arrived_at=T0, customer_id=987654)  # no such customer
+    recorder.record("fine", arrived_at=T0, status="queued")
+    assert recorder.flush(timeout=5)
+    recorder.record("later", arrived_at=T0)
+    assert recorder.flush(timeout=5)
+    recorder.close()
+    with engine.connect() as conn:
+        stored = set(conn.scalars(select(Call.call_ref)))
+    assert stored == {"fine", "later"}
+    assert recorder.lost == 1
+    assert "rejected" in caplog.text
