@@ -15,6 +15,7 @@ import sys
 from ivr import dialplan
 from ivr.agi import AGIChannel, AGIError
 from ivr.app import build_services, close_services
+from ivr.routes import ROUTES
 from ivr.runner import run_session
 from onerpa import db
 from onerpa.settings import Settings, SettingsError
@@ -39,8 +40,9 @@ def main() -> int:
         return 0
     engine = db.make_engine(settings.database_url)
     services = build_services(settings, engine, lookup_workers=2)
+    script, channel.args = split_route(channel.args)
     try:
-        run_session(channel, services, script=route_name(channel.args))
+        run_session(channel, services, script=script)
     finally:
         close_services(services, timeout=2.0)
         channel.close()
@@ -48,9 +50,15 @@ def main() -> int:
     return 0
 
 
-def route_name(args: list[str]) -> str:
-    """Return the route a classic AGI serves: its first argument, ``call`` by default."""
-    return args[0] if args and args[0] else dialplan.SCRIPT_CALL
+def split_route(args: list[str]) -> tuple[str, list[str]]:
+    """Return the route a classic AGI serves (its first argument) and the route's arguments.
+
+    ``AGI(onerpa-agi,hangup,${ONERPA_CALL_ID},${UNIQUEID})`` gives the hang-up route the
+    same arguments as ``AGI(agi://host/hangup,${ONERPA_CALL_ID},${UNIQUEID})``.
+    """
+    if args and args[0] in ROUTES:
+        return args[0], args[1:]
+    return dialplan.SCRIPT_CALL, args
 
 
 if __name__ == "__main__":

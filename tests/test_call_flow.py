@@ -280,3 +280,21 @@ def test_classic_agi_runs_the_same_flow(engine: Engine, tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.variables["ONERPA_ROUTE"] == ("queue" if before else "closed")
     assert result.prompts[0] == "onerpa-greeting"
+
+
+@pytest.mark.parametrize(
+    ("args", "route", "rest"),
+    [
+        ([], "call", []),
+        (["call"], "call", []),
+        (["hangup", "ref-1", "1795696714.0"], "hangup", ["ref-1", "1795696714.0"]),
+        (["agent-connect", "ref-1", "17.2"], "agent-connect", ["ref-1", "17.2"]),
+        (["something-else"], "call", ["something-else"]),
+    ],
+)
+def test_classic_agi_takes_its_route_from_the_first_argument(
+    args: list[str], route: str, rest: list[str]
+) -> None:
+    from ivr.classic import split_route
+
+    assert split_route(args) == (route, rest)
