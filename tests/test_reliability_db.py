@@ -38,7 +38,7 @@ AREA = "db"
 MSK = ZoneInfo("Europe/Moscow")
 THURSDAY_11 = datetime(2026, 11, 26, 11, 0, tzinfo=MSK)
 BUDGET = Settings().decision_budget.total_seconds()
-SLACK = 1.0  # the greeting, the other commands and a loaded 2-core machine
+SLACK = 1.5  # the other commands on a loaded 2-core box; still far below the 5 s faults
 # Callers who need the directory: by caller ID (customer, stranger) and by typed number.
 CALLERS = [
     ("+7 495 123-45-67", ["2"]),
