@@ -7,10 +7,13 @@ server's "now", so the browser's own clock never matters.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template, url_for
+from flask import Blueprint, Flask, current_app, jsonify, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import Row
 
@@ -20,6 +23,8 @@ from onerpa import timing
 from onerpa.callstatus import CallStatus
 
 bp = Blueprint("board", __name__)
+
+RECENT_CACHE = "onerpa_recent_calls"
 
 TIMER_STATES = {
     timing.Grade.WITHIN_TARGET: "ok",
@@ -50,10 +55,10 @@ def data() -> Any:
     """Return every live call with its caller's context, as JSON."""
     session, moment = get_db(), now()
     calls = queries.live_calls(session, moment)
-    recent = queries.recent_calls(session, calls, current_app.config["RECENT_CALLS"])
+    recent = recent_calls(session, calls)
     view = _View(moment)
     body = view.envelope()
-    body["calls"] = [view.call(row, recent.get(queries.caller_key(row), [])) for row in calls]
+    body["calls"] = [view.call(row, recent(row)) for row in calls]
     return jsonify(body)
 
 
@@ -68,10 +73,67 @@ def my_call_data() -> Any:
     body["interface"] = current_user.member_interface or current_user.member_name or ""
     body["call"] = None
     if current is not None:
-        recent = queries.recent_calls(session, [current], current_app.config["RECENT_CALLS"])
-        body["call"] = view.call(current, recent.get(queries.caller_key(current), []))
+        body["call"] = view.call(current, recent_calls(session, [current])(current))
     body["last"] = view.last(session, last) if last is not None else None
     return jsonify(body)
+
+
+def recent_calls(session: Any, calls: list[Row[Any]]) -> Callable[[Row[Any]], list[Row[Any]]]:
+    """Return a function giving each call's caller's last calls, without the live ones."""
+    shown = current_app.config["RECENT_CALLS"]
+    cache: RecentCache = current_app.extensions[RECENT_CACHE]
+    keys = {key for key in map(queries.caller_key, calls) if key is not None}
+    known = cache.get_many(keys)
+    missing = keys - known.keys()
+    if missing:
+        # A few more than shown: the caller's live calls are among them and are dropped.
+        fetched = queries.recent_calls(session, missing, shown + 2)
+        cache.put_many(fetched)
+        known.update(fetched)
+    live = {call.id for call in calls}
+
+    def of(call: Row[Any]) -> list[Row[Any]]:
+        rows = known.get(queries.caller_key(call), [])  # type: ignore[arg-type]
+        return [row for row in rows if row.id not in live][:shown]
+
+    return of
+
+
+class RecentCache:
+    """Callers' last calls, kept a few seconds: they hardly change while a call is live.
+
+    Every agent's board asks for the same callers every poll; without this each poll would
+    run one index scan per caller. Per process, bounded, and keyed on the real clock.
+    """
+
+    def __init__(self, ttl: float, max_keys: int = 5000) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self._items: dict[queries.CallerKey, tuple[float, list[Row[Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: set[queries.CallerKey]) -> dict[queries.CallerKey, list[Row[Any]]]:
+        fresh_after = time.monotonic() - self.ttl
+        with self._lock:
+            return {
+                key: item[1]
+                for key in keys
+                if (item := self._items.get(key)) is not None and item[0] > fresh_after
+            }
+
+    def put_many(self, found: dict[queries.CallerKey, list[Row[Any]]]) -> None:
+        if self.ttl <= 0:
+            return
+        stamp = time.monotonic()
+        with self._lock:
+            if len(self._items) + len(found) > self.max_keys:
+                self._items.clear()
+            self._items.update((key, (stamp, rows)) for key, rows in found.items())
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its cache of callers' last calls."""
+    app.extensions[RECENT_CACHE] = RecentCache(app.config["RECENT_CALLS_TTL_SECONDS"])
 
 
 def _live_config(endpoint: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_PAGE_SIZE": 50,
     "CSV_MAX_ROWS": 200_000,
     "RECENT_CALLS": 4,
+    "RECENT_CALLS_TTL_SECONDS": 10.0,
 }
 
 

@@ -5,22 +5,26 @@ The numbers come from ``onerpa.figures``; this module only picks the period and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Flask, current_app, render_template, request
+from sqlalchemy.orm import Session
 
 from dashboard import charts, labels, queries
 from dashboard.auth import supervisor_required
-from dashboard.db import get_db, now, settings_of
+from dashboard.db import get_db, now, sessions, settings_of
 from onerpa import figures as calc
 
 bp = Blueprint("figures", __name__, url_prefix="/figures")
 
 PERIODS = {"today": ("Сегодня", 1), "7d": ("7 дней", 7), "30d": ("30 дней", 30)}
 MAX_DAYS = 400
+POOL = "onerpa_figures_pool"
 
 
 @dataclass(frozen=True)
@@ -48,39 +52,98 @@ class Period:
 @bp.route("")
 @supervisor_required
 def index() -> Any:
-    """Show the line's figures for the chosen period."""
-    settings = settings_of()
-    period, error = choose_period(request.args, now(), settings.calendar.zone)
-    session = get_db()
-    targets = calc.Targets.from_settings(settings)
-    agent = request.args.get("agent", "").strip() or None
-    decision = request.args.get("decision", "").strip() or None
-    totals = calc.compute(
-        session, period.start, period.end, targets=targets, agent=agent, decision=decision
+    """Show the line's figures and charts for the chosen period."""
+    view = _request_view()
+    targets, period = view["targets"], view["period"]
+    agent, decision = view["agent"], view["decision"]
+    found = gather(
+        {
+            "totals": lambda s: calc.compute(
+                s, period.start, period.end, targets=targets, agent=agent, decision=decision
+            ),
+            "hours": lambda s: calc.hourly(s, period.start, period.end, period.zone),
+            "bands": lambda s: calc.consultation_histogram(s, period.start, period.end),
+        }
     )
-    hours = calc.hourly(session, period.start, period.end, period.zone)
-    bands = calc.consultation_histogram(session, period.start, period.end)
     return render_template(
         "figures/index.html",
-        period=period,
-        periods=PERIODS,
-        error=error,
-        totals=totals,
-        targets=targets,
-        agent=agent,
-        decision=decision,
-        per_agent=sorted(
-            calc.per_agent(session, period.start, period.end, targets=targets).items()
-        ),
-        per_decision=sorted(
-            calc.per_decision(session, period.start, period.end, targets=targets).items(),
-            key=lambda item: -item[1].offered,
-        ),
-        staff=queries.staff(session),
-        decisions=labels.DECISIONS,
-        hourly_chart=hourly_chart(hours, period),
-        consultation_chart=consultation_chart(bands, targets),
+        **view,
+        totals=found["totals"],
+        hourly_chart=hourly_chart(found["hours"], period),
+        consultation_chart=consultation_chart(found["bands"], targets),
+        agents=agent_choices(agent),
+        show_filters=True,
     )
+
+
+@bp.route("/breakdown")
+@supervisor_required
+def breakdown() -> Any:
+    """Show the period's figures per agent and per IVR decision."""
+    view = _request_view()
+    targets, period = view["targets"], view["period"]
+    found = gather(
+        {
+            "agents": lambda s: calc.per_agent(s, period.start, period.end, targets=targets),
+            "decisions": lambda s: calc.per_decision(s, period.start, period.end, targets=targets),
+        }
+    )
+    return render_template(
+        "figures/breakdown.html",
+        **view,
+        show_filters=False,
+        per_agent=sorted(found["agents"].items()),
+        per_decision=sorted(found["decisions"].items(), key=lambda item: -item[1].offered),
+    )
+
+
+def _request_view() -> dict[str, Any]:
+    settings = settings_of()
+    period, error = choose_period(request.args, now(), settings.calendar.zone)
+    return {
+        "period": period,
+        "periods": PERIODS,
+        "error": error,
+        "targets": calc.Targets.from_settings(settings),
+        "agent": request.args.get("agent", "").strip() or None,
+        "decision": request.args.get("decision", "").strip() or None,
+        "decisions": labels.DECISIONS,
+    }
+
+
+def agent_choices(chosen: str | None) -> list[tuple[str, str]]:
+    """Return (value, label) of each agent as the queue names them in ``calls.agent``."""
+    choices = {}
+    for user in queries.staff(get_db()):
+        name = user.member_name or user.member_interface
+        if name:
+            choices[name] = f"{user.label} ({name})" if name != user.label else name
+    if chosen and chosen not in choices:
+        choices[chosen] = chosen
+    return sorted(choices.items(), key=lambda item: item[1])
+
+
+def gather(tasks: dict[str, Callable[[Session], Any]]) -> dict[str, Any]:
+    """Run independent read-only queries side by side, each in a session of its own.
+
+    Each figure scans the period's calls once; run one after the other they add up, run
+    together they take about as long as the slowest (the database works in parallel, and
+    both drivers release the GIL while a query runs).
+    """
+    maker = sessions()
+    pool: ThreadPoolExecutor = current_app.extensions[POOL]
+
+    def run(work: Callable[[Session], Any]) -> Any:
+        with maker() as session:
+            return work(session)
+
+    futures = {name: pool.submit(run, work) for name, work in tasks.items()}
+    return {name: future.result() for name, future in futures.items()}
+
+
+def init_app(app: Flask) -> None:
+    """Give the app the small thread pool the figures pages query with."""
+    app.extensions[POOL] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="figures")
 
 
 def choose_period(args: Any, moment: datetime, zone: ZoneInfo) -> tuple[Period, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -84,7 +85,13 @@ def topic_label(code: str | None) -> str:
 
 
 def phone_label(e164: str | None) -> str:
-    return format_national(e164) if e164 else ""
+    return _national(e164) if e164 else ""
+
+
+@functools.lru_cache(maxsize=8192)
+def _national(e164: str) -> str:
+    # Formatting costs a tenth of a millisecond; the board shows the same numbers each poll.
+    return format_national(e164)
 
 
 def local(moment: datetime | None, zone: ZoneInfo) -> datetime | None:

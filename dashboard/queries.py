@@ -7,12 +7,13 @@ customer_id + arrived_at), so pages stay fast with millions of stored calls.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Row, Select, TextClause, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from dashboard.models import AuditEntry, User, Wrapup
@@ -69,8 +70,6 @@ RECENT_COLUMNS = (
     Call.status,
     Call.decision,
     Call.topic,
-    Call.answered_at,
-    Call.ended_at,
 )
 
 
@@ -103,31 +102,37 @@ def live_calls(session: Session, now: datetime) -> Sequence[Row[Any]]:
     return session.execute(statement).all()
 
 
-def recent_calls(
-    session: Session, calls: Sequence[Row[Any]], per_caller: int
-) -> dict[tuple[str, Any], list[Row[Any]]]:
-    """Return the last ``per_caller`` other calls of each caller of ``calls``.
+CallerKey = tuple[str, Any]
 
-    A caller is their customer when identified, else their number. Keys are
-    ``("customer", id)`` or ``("phone", e164)``.
+
+def recent_calls(
+    session: Session, keys: Iterable[CallerKey], limit: int
+) -> dict[CallerKey, list[Row[Any]]]:
+    """Return the last ``limit`` calls of each caller, newest first.
+
+    A caller is their customer when identified, else their number: keys are
+    ``("customer", id)`` or ``("phone", e164)``, as ``caller_key`` gives them.
     """
-    keys = {caller_key(call) for call in calls} - {None}
-    skip = {call.id for call in calls}
-    found: dict[tuple[str, Any], list[Row[Any]]] = {key: [] for key in keys if key}
-    parts = [_recent_part(key, per_caller) for key in found]
-    for start in range(0, len(parts), _UNION_CHUNK):
-        chunk = parts[start : start + _UNION_CHUNK]
-        for row in session.execute(union_all(*chunk)):
-            key = ("customer", row.customer_id) if row.customer_id else ("phone", row.caller_e164)
-            bucket = found.get(key)
-            if bucket is not None and row.id not in skip and len(bucket) < per_caller:
-                bucket.append(row)
+    wanted = set(keys)
+    found: dict[CallerKey, list[Row[Any]]] = {key: [] for key in wanted}
+    for kind in ("customer", "phone"):
+        values = [value for key_kind, value in wanted if key_kind == kind]
+        for start in range(0, len(values), _UNION_CHUNK):
+            chunk = values[start : start + _UNION_CHUNK]
+            statement = _recent_statement(kind, len(chunk), limit)
+            params = {f"k{n}": value for n, value in enumerate(chunk)}
+            for row in session.execute(statement, params):
+                found[_row_key(row)].append(row)
     for bucket in found.values():
         bucket.sort(key=lambda r: r.arrived_at, reverse=True)
     return found
 
 
-def caller_key(call: Row[Any]) -> tuple[str, Any] | None:
+def _row_key(row: Row[Any]) -> CallerKey:
+    return ("customer", row.customer_id) if row.customer_id else ("phone", row.caller_e164)
+
+
+def caller_key(call: Row[Any]) -> CallerKey | None:
     """Return how a call's caller is recognised: by customer, else by number."""
     if call.customer_id:
         return ("customer", call.customer_id)
@@ -136,16 +141,27 @@ def caller_key(call: Row[Any]) -> tuple[str, Any] | None:
     return None
 
 
-def _recent_part(key: tuple[str, Any], limit: int) -> Select[Any]:
-    kind, value = key
-    where = Call.customer_id == value if kind == "customer" else Call.caller_e164 == value
-    if kind == "phone":
-        where = and_(where, Call.customer_id.is_(None))
-    # Over-fetch by a few so the live calls themselves can be dropped.
-    inner = (
-        select(*RECENT_COLUMNS).where(where).order_by(Call.arrived_at.desc()).limit(limit + 3)
-    ).subquery()
-    return select(*inner.c)
+_RECENT_SELECT = "SELECT " + ", ".join(column.name for column in RECENT_COLUMNS) + " FROM calls"
+_RECENT_WHERE = {
+    "customer": "customer_id = :k{n}",
+    "phone": "caller_e164 = :k{n} AND customer_id IS NULL",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _recent_statement(kind: str, count: int, limit: int) -> TextClause:
+    """Return one UNION ALL of "the latest ``limit`` calls of caller :kN", N < ``count``.
+
+    Written as text and kept per size: each part is an index range scan (customer_id or
+    caller_e164, then arrived_at), and building 200 parts with the expression language
+    on every poll would cost more than running them.
+    """
+    parts = [
+        f"SELECT * FROM ({_RECENT_SELECT} WHERE {_RECENT_WHERE[kind].format(n=n)} "
+        f"ORDER BY arrived_at DESC LIMIT {int(limit)}) AS r{n}"
+        for n in range(count)
+    ]
+    return text(" UNION ALL ".join(parts)).columns(*RECENT_COLUMNS)
 
 
 def agent_match(user: Agent) -> ColumnElement[bool] | None:

@@ -12,6 +12,7 @@ from markupsafe import escape
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dashboard import board
 from dashboard.models import Wrapup
 from dashboard.testing import Clock, add_call, add_customer, add_user, make_app, sign_in
 from onerpa.models import Call
@@ -325,3 +326,16 @@ def test_my_call_offers_the_wrap_up_of_the_last_call(
     with sessions.begin() as session:
         session.add(Wrapup(call_id=call_id, username="anna", topic="howto", about_onerpa=True))
     assert agent.get("/api/my-call").get_json()["last"]["wrapped_up"] is True
+
+
+def test_recent_calls_are_kept_a_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    moment = [1000.0]
+    monkeypatch.setattr(board.time, "monotonic", lambda: moment[0])
+    cache = board.RecentCache(ttl=10)
+    cache.put_many({("customer", 1): []})
+    assert cache.get_many({("customer", 1), ("customer", 2)}) == {("customer", 1): []}
+    moment[0] += 11
+    assert cache.get_many({("customer", 1)}) == {}
+    off = board.RecentCache(ttl=0)
+    off.put_many({("customer", 1): []})
+    assert off.get_many({("customer", 1)}) == {}

@@ -80,7 +80,27 @@ def test_figures_for_today(supervisor: FlaskClient, calls: None) -> None:
     assert _tile(page, "консультация, 90-й процентиль") == "6:40"
     assert _tile(page, "уложились в 3:00") == "33 %"
     assert _tile(page, "уложились в 5:00") == "67 %"
-    assert "Анна" in page and "Борис" in page
+
+
+def test_figures_per_agent_and_decision(supervisor: FlaskClient, calls: None) -> None:
+    page = supervisor.get("/figures/breakdown?period=30d").get_data(as_text=True)
+    rows = re.findall(
+        r"<tr><td>(?:<a [^>]*>)?([^<]+)(?:</a>)?</td>\s*<td class=\"num\">(\d+)", page
+    )
+    assert ("Анна", "3") in rows and ("Борис", "2") in rows
+    assert ("Бесплатно: первый год", "5") in rows  # offered, per decision
+    assert ("Не опознан", "1") in rows
+
+
+def test_figures_offer_the_agents_as_the_queue_names_them(
+    supervisor: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        add_user(session, "anna", "agent", PASSWORD, member_name="Анна")
+        add_user(session, "boris", "agent", PASSWORD, interface="PJSIP/102")
+    page = supervisor.get("/figures").get_data(as_text=True)
+    assert '<option value="Анна">Anna (Анна)</option>' in page
+    assert '<option value="PJSIP/102">Boris (PJSIP/102)</option>' in page
 
 
 @pytest.mark.parametrize(("period", "offered"), [("7d", "6"), ("30d", "7")])
