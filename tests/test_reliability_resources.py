@@ -17,7 +17,9 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -26,11 +28,13 @@ from ivr.emulator import CallResult, EmulatedCall
 from ivr.fastagi import FastAGIServer, start_in_thread
 from onerpa import db
 from onerpa.settings import Settings
+from tests.flowkit import Clock
 from tests.reliability_figures import Figures, count_calls
 
 pytest_plugins = ["tests.reliability_figures"]
 
 AREA = "resources"
+THURSDAY_11 = datetime(2026, 11, 26, 11, 0, tzinfo=ZoneInfo("Europe/Moscow"))  # line open
 DROPPED = 10_000
 IDLE = 1_000
 BATCH = 250
@@ -46,7 +50,7 @@ def server(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[FastAGI
     caplog.set_level(logging.ERROR, logger="ivr.fastagi")
     engine = db.make_engine(f"sqlite:///{tmp_path / 'resources.sqlite3'}")
     db.migrate(engine)
-    services = build_services(Settings(), engine, lookup_workers=2)
+    services = build_services(Settings(), engine, clock=Clock(THURSDAY_11), lookup_workers=2)
     fastagi = FastAGIServer(("127.0.0.1", 0), services, env_timeout=ENV_TIMEOUT)
     start_in_thread(fastagi)
     yield fastagi
