@@ -48,6 +48,30 @@ AREAS = {
     "hostile": "Hostile caller IDs, foreign FastAGI peers",
     "dashboard": "Dashboard roles, CSRF, sessions, sign-in, headers",
 }
+HOW = {
+    "db": "PostgreSQL behind a fault proxy that resets connections, refuses new ones and "
+    "holds packets (5 s queries); tables locked by another transaction; SQLite held by "
+    "`BEGIN EXCLUSIVE` past its busy timeout; the recorder's buffer overflowed on purpose. "
+    "Callers get a route (`degraded` when the directory cannot answer) within the 1 s "
+    "budget; records land when the database is back.",
+    "restart": "the server dies with calls in their greeting and comes back on the same "
+    "port; calls in the gap find the port closed; the start-up sweep marks the interrupted "
+    "calls `lost` with no end time.",
+    "hangups": "a hang-up at each of the 23 steps of the call flow (every prompt and "
+    "input, before the answer, after the route): stored as abandoned at that step (after "
+    "the route: the routed status kept), nothing logged as an error, the next caller served.",
+    "concurrency": "200 callers released at once by a barrier, on SQLite and on "
+    "PostgreSQL: 200 rows, 200 distinct references, every call routed.",
+    "resources": "10,000 connections reset at once and 1,000 that never speak (1 s "
+    "timeout): threads and memory back at their baseline.",
+    "fuzz": "hypothesis on the reply parser, the AGI channel over a socket pair, the phone "
+    "parser and the live server.",
+    "hostile": "HTML, SQL, template syntax, control characters, bytes that are not UTF-8, "
+    "NUL, 4 kB and 10 kB caller IDs through the server, the database, the dashboard and "
+    "/metrics; FastAGI peers outside the allowed addresses.",
+    "dashboard": "every route of the URL map by role and method, CSRF on every POST, "
+    "session expiry, sign-in throttling, security headers on every page and error.",
+}
 REPORT = Path("docs") / "reliability.md"
 MODULES = (
     "test_reliability_db.py",
@@ -274,13 +298,17 @@ def report(collected: Figures) -> str:
             "  loss was not logged. Must be 0.",
             "- **lost, logged**: records not written, but each logged with its call",
             "  reference: the test that overflows the recorder's buffer while the database is",
-            "  down, and the known bugs below.",
+            "  down, and any known bug listed below.",
             "- **carried by fallback**: calls that could not reach the FastAGI server, or whose",
             "  server was killed under them; the dialplan (`asterisk/extensions.conf`,",
             "  `[onerpa-fallback]`) sends them to the queue when `ONERPA_ROUTE` is empty.",
             "- **refused as expected**: FastAGI peers not allowed, dashboard requests without",
             "  the right role, sign-in or CSRF token, throttled sign-ins, and malformed AGI",
             "  input rejected with a typed error.",
+            "",
+            "What each area does:",
+            "",
+            *[f"- **{AREAS[area]}**: {text}" for area, text in HOW.items()],
             "",
             *_known_bugs(collected),
         ]
