@@ -225,7 +225,8 @@ def fill(engine: Engine, n: int) -> None:
                         copy.write_row(row)
             else:
                 marks = ", ".join("?" * len(columns.split(",")))
-                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+                statement = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+                cursor.executemany(statement, rows)  # type: ignore[arg-type]
             raw.commit()
         if postgres:
             for table in ("customers", "phone_numbers", "licences", "calls"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +78,7 @@ def my_call_data() -> Any:
     return jsonify(body)
 
 
-def recent_calls(session: Any, calls: list[Row[Any]]) -> Callable[[Row[Any]], list[Row[Any]]]:
+def recent_calls(session: Any, calls: Sequence[Row[Any]]) -> Callable[[Row[Any]], list[Row[Any]]]:
     """Return a function giving each call's caller's last calls, without the live ones."""
     shown = current_app.config["RECENT_CALLS"]
     cache: RecentCache = current_app.extensions[RECENT_CACHE]

@@ -81,7 +81,7 @@ def index() -> Any:
         over_choices=OVER_CHOICES,
         staff=queries.staff(get_db()),
         page_url=lambda page: url_for("calls.index", **{**query.args, "page": page}),
-        csv_url=url_for("calls.export", **query.args),
+        csv_url=url_for("calls.export", **query.args),  # type: ignore[arg-type]
     )
 
 

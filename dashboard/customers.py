@@ -8,6 +8,7 @@ never deleted, and each change is written to the audit log in the same transacti
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -17,6 +18,7 @@ from dashboard import queries
 from dashboard.auth import supervisor_required
 from dashboard.db import get_db, now, settings_of
 from dashboard.forms import LiftForm, RefusalForm
+from dashboard.models import AuditEntry
 from dashboard.users import audit
 from onerpa import directory, entitlement
 from onerpa.models import Customer, Refusal
@@ -122,7 +124,7 @@ def _page(customer_id: int, form: RefusalForm) -> Any:
     card = directory.load_card(session, customer_id)
     decision = entitlement.decide(card.records if card else None, moment)
     refusals = queries.customer_refusals(session, customer)
-    history = []
+    history: Sequence[AuditEntry] = []
     if current_user.is_supervisor:
         history = queries.audit_entries(
             session, target_type="customer", target_id=str(customer_id), limit=100

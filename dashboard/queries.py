@@ -11,9 +11,9 @@ import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Row, Select, TextClause, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Row, Select, TextualSelect, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from dashboard.models import AuditEntry, User, Wrapup
@@ -88,7 +88,8 @@ class Agent(Protocol):
 
 def calls_select() -> Select[Any]:
     """Return the select of a call with its customer, as the views show it."""
-    return select(*CALL_COLUMNS).outerjoin(Customer, Customer.id == Call.customer_id)
+    statement = select(*CALL_COLUMNS).outerjoin(Customer, Customer.id == Call.customer_id)
+    return cast("Select[Any]", statement)
 
 
 def live_calls(session: Session, now: datetime) -> Sequence[Row[Any]]:
@@ -149,7 +150,7 @@ _RECENT_WHERE = {
 
 
 @functools.lru_cache(maxsize=64)
-def _recent_statement(kind: str, count: int, limit: int) -> TextClause:
+def _recent_statement(kind: str, count: int, limit: int) -> TextualSelect:
     """Return one UNION ALL of "the latest ``limit`` calls of caller :kN", N < ``count``.
 
     Written as text and kept per size: each part is an index range scan (customer_id or
