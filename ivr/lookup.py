@@ -40,7 +40,8 @@ class Directory:
         return Budget(self, seconds)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Wait for look-ups still running (they end with the database's own timeouts)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _in_session(self, work: Callable[[Session], T]) -> T:
         with self.sessions() as session:
