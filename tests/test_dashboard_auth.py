@@ -35,10 +35,11 @@ SIGNED_IN_PAGES = [
     "/customers",
     "/customers/1",
     "/figures",
+    "/figures/breakdown",
     "/audit",
     "/staff",
 ]
-SUPERVISOR_PAGES = ["/figures", "/audit", "/staff", "/calls/export.csv"]
+SUPERVISOR_PAGES = ["/figures", "/figures/breakdown", "/audit", "/staff", "/calls/export.csv"]
 
 
 @pytest.fixture
