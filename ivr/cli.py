@@ -12,7 +12,7 @@ import click
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 
-from ivr.app import build_services, close_services
+from ivr.app import build_services, close_services, warm_up
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
 from ivr.services import Services
@@ -42,6 +42,7 @@ def fastagi_command(host: str | None, port: int | None) -> None:
     services.server = f"{services.server}:{address[1]}"
     stop = threading.Event()
     start_sweeps(engine, services, stop)
+    warm_up(services)
     server = FastAGIServer(address, services, allowed=settings.allowed_peers)
     start_in_thread(server)
     click.echo(f"FastAGI listening on {address[0]}:{server.port}", err=True)

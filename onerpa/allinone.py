@@ -13,14 +13,14 @@ import threading
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 
-from ivr.app import build_services, close_services
+from ivr.app import build_services, close_services, warm_up
 from ivr.cli import start_sweeps, wait_for_signal
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
-from onerpa.startup import load_settings, open_database
 from onerpa.demo import ENTITLED_PHONE, NOT_ENTITLED_PHONE, load_demo
 from onerpa.metrics import DatabaseCollector, ProcessMetrics
 from onerpa.phone import format_national
+from onerpa.startup import load_settings, open_database
 from onerpa.timing import Targets
 
 
@@ -43,6 +43,7 @@ def run_command(no_demo: bool) -> None:
     services = build_services(settings, engine, metrics=metrics)
     stop = threading.Event()
     start_sweeps(engine, services, stop)
+    warm_up(services)
     fastagi = FastAGIServer(
         (settings.fastagi_host, settings.fastagi_port), services, allowed=settings.allowed_peers
     )

@@ -12,7 +12,6 @@ off that follows holds a public holiday. ``extra_short`` adds days the rule miss
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -176,6 +175,22 @@ def _production_calendar(country: str, year: int) -> holidays.HolidayBase:
     return production
 
 
-@functools.lru_cache(maxsize=4)
+_CALENDARS: dict[str, holidays.HolidayBase] = {}
+
+
 def _calendar_for(country: str) -> holidays.HolidayBase:
-    return holidays.country_holidays(country, language="en_US")
+    # Built once, under the lock: calls arriving together on a cold server would each
+    # build it otherwise (tens of milliseconds apiece).
+    production = _CALENDARS.get(country)
+    if production is None:
+        with _LOAD_LOCK:
+            production = _CALENDARS.get(country)
+            if production is None:
+                production = holidays.country_holidays(country, language="en_US")
+                _CALENDARS[country] = production
+    return production
+
+
+def warm_up(calendar: SupportCalendar, at: date) -> None:
+    """Load the production calendar around ``at`` before the first caller needs it."""
+    _production_calendar(calendar.country, at.year)

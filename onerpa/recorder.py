@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError, SQLAlchemyError
 
 from onerpa.callstatus import LIVE, CallStatus, EndedBy
@@ -49,6 +49,21 @@ log = logging.getLogger(__name__)
 
 _FIELDS = frozenset(c.name for c in Call.__table__.columns) - {"id"}
 _COLUMNS = [c for c in Call.__table__.columns]
+# Statements built once: building them per write cost more than the database's own work.
+_CALLS = Call.__table__
+_LOAD_BY_REF = select(*_COLUMNS).where(_CALLS.c.call_ref == bindparam("ref")).with_for_update()
+_LOAD_BY_UNIQUEID, _LOAD_BY_LINKEDID = (
+    select(*_COLUMNS)
+    .where(column == bindparam("uid"))
+    .order_by(_CALLS.c.id.desc())
+    .limit(1)
+    .with_for_update()
+    for column in (_CALLS.c.uniqueid, _CALLS.c.linkedid)
+)
+_INSERT_CALL = insert(_CALLS)
+# No values(): the SET clause follows the keys each write passes.
+_UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("_call_id"))
+_INSERT_EVENT = insert(CallEvent.__table__)
 _STOP = object()
 # Errors that say the data or statement is wrong, not that the database is away: retrying
 # them can never succeed.
@@ -252,15 +267,15 @@ def apply_changes(
     found = transitions(old, row, changes[-1].source, now)
     if old is None:
         row.pop("id", None)
-        inserted = conn.execute(insert(Call).values(row)).inserted_primary_key
+        inserted = conn.execute(_INSERT_CALL, row).inserted_primary_key
         assert inserted is not None
         row["id"] = inserted[0]
     else:
         diff = {k: v for k, v in row.items() if old.get(k) != v}
         if diff:
-            conn.execute(update(Call).where(Call.id == old["id"]).values(diff))
+            conn.execute(_UPDATE_CALL, {**diff, "_call_id": old["id"]})
     if found:
-        conn.execute(insert(CallEvent), [_event(row, t) for t in found])
+        conn.execute(_INSERT_EVENT, [_event(row, t) for t in found])
     return found
 
 
@@ -271,16 +286,13 @@ def _new_row(key: CallKey) -> dict[str, Any]:
 def _load(conn: Connection, key: CallKey) -> dict[str, Any] | None:
     """Return the stored call ``key`` names, locked for this transaction where possible."""
     if key.call_ref:
-        queries = [select(*_COLUMNS).where(Call.call_ref == key.call_ref)]
+        queries = [(_LOAD_BY_REF, {"ref": key.call_ref})]
     else:
         # A channel that re-enters the IVR makes a second call with the same uniqueid:
         # the newest one is the one the hooks speak of.
-        queries = [
-            select(*_COLUMNS).where(column == key.uniqueid).order_by(Call.id.desc()).limit(1)
-            for column in (Call.uniqueid, Call.linkedid)
-        ]
-    for query in queries:
-        found = conn.execute(query.with_for_update()).mappings().first()
+        queries = [(q, {"uid": key.uniqueid}) for q in (_LOAD_BY_UNIQUEID, _LOAD_BY_LINKEDID)]
+    for query, params in queries:
+        found = conn.execute(query, params).mappings().first()
         if found is not None:
             return dict(found)
     return None
@@ -317,6 +329,7 @@ class CallRecorder:
         batch_size: int = 500,
         retry_delay: float = 0.5,
         orphan_grace: float = 10.0,
+        linger: float = 0.05,
         on_error: Callable[[Exception], None] | None = None,
         on_record: Callable[[str, Mapping[str, Any]], None] | None = None,
         clock: Callable[[], datetime] = _system_clock,
@@ -326,6 +339,7 @@ class CallRecorder:
         self.batch_size = batch_size
         self.retry_delay = retry_delay
         self.orphan_grace = orphan_grace
+        self.linger = linger
         self.on_error = on_error
         self.on_record = on_record
         self.clock = clock
@@ -379,7 +393,12 @@ class CallRecorder:
         stopping = False
         waiters: list[threading.Event] = []
         while True:
-            stopping = self._collect(waiters, block=not self._due()) or stopping
+            idle = not self._due()
+            stopping = self._collect(waiters, block=idle) or stopping
+            if idle and self.linger and self._pending and not stopping:
+                # Let the changes of other calls join this one's transaction.
+                time.sleep(self.linger)
+                stopping = self._collect(waiters, block=False) or stopping
             if self._due() and not self._write():
                 if stopping:
                     return
