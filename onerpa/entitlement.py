@@ -209,7 +209,9 @@ def _not_entitled_text(records: CallerRecords, moment: datetime) -> str:
 
 
 def _refused(flag: RefusalFlag) -> Decision:
-    until = flag.expires_at.astimezone(MOSCOW).date() if flag.expires_at else None
+    # The last day in force: an expiry at 00:00 on 1 July leaves 30 June as the last day.
+    last = flag.expires_at - timedelta(microseconds=1) if flag.expires_at else None
+    until = last.astimezone(MOSCOW).date() if last else None
     tail = f" до {_ru(until)}" if until else ""
     return Decision(
         Reason.REFUSED_ETIQUETTE,

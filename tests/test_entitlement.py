@@ -473,9 +473,9 @@ def test_active_etiquette_refusal_overrides_everything(
 
 def test_refusal_with_expiry_names_its_last_day() -> None:
     decision = decide(refused(RUDE_UNTIL_JULY), msk(2024, 6, 1))
-    assert decision.valid_until == date(2024, 7, 1)
+    assert decision.valid_until == date(2024, 6, 30)  # expires at 00:00 on 1 July
     assert decision.explanation == (
-        "Отказ в консультации (нарушение этикета) до 01.07.2024: оскорбления"
+        "Отказ в консультации (нарушение этикета) до 30.06.2024: оскорбления"
     )
     assert decision.entitled is False
 
