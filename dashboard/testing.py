@@ -95,6 +95,13 @@ def sign_in(client: Any, username: str, password: str) -> Any:
     )
 
 
+def signed_in(app: Flask, username: str, password: str) -> Any:
+    """Return a test client of ``app`` signed in as ``username``."""
+    client = app.test_client()
+    sign_in(client, username, password)
+    return client
+
+
 def add_customer(
     session: Session,
     number: str = "1001",

@@ -420,23 +420,7 @@ def _report(staging: _Staging, report: Callable[[RowError], None] | None) -> int
 
 # --- staging --------------------------------------------------------------------------------
 
-_STAGED = (
-    "line",
-    "customer_number",
-    "organisation",
-    "contact_name",
-    "email",
-    "phones",
-    "product",
-    "licence_number",
-    "purchased_on",
-    "updates_purchased_on",
-    "updates_months",
-    "subscription_service",
-    "subscription_starts_on",
-    "subscription_ends_on",
-    "subscription_cancelled_at",
-)
+_STAGED = ("line", *COLUMNS)
 _SCHEMA = f"""
 CREATE TABLE staged_rows ({", ".join(_STAGED)});
 CREATE TABLE staged_phones (e164 TEXT, customer_number TEXT, line INTEGER);

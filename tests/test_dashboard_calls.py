@@ -22,7 +22,7 @@ from dashboard.testing import (
     add_user,
     csrf_token,
     make_app,
-    sign_in,
+    signed_in,
 )
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 12:30 in Moscow
@@ -45,20 +45,14 @@ def app(engine: Engine, clock: Clock, sessions: sessionmaker[Session]) -> Flask:
     return make_app(engine, clock, HISTORY_PAGE_SIZE=3)
 
 
-def _client(app: Flask, username: str) -> FlaskClient:
-    client = app.test_client()
-    sign_in(client, username, PASSWORD)
-    return client
-
-
 @pytest.fixture
 def agent(app: Flask) -> FlaskClient:
-    return _client(app, "anna")
+    return signed_in(app, "anna", PASSWORD)
 
 
 @pytest.fixture
 def supervisor(app: Flask) -> FlaskClient:
-    return _client(app, "vera")
+    return signed_in(app, "vera", PASSWORD)
 
 
 def _answered(session: Session, arrived: datetime, talk_seconds: float, **fields: object) -> int:
@@ -355,7 +349,9 @@ def test_agent_cannot_wrap_up_a_colleagues_call(
     data = {"csrf_token": token, "topic": "howto", "about_onerpa": "yes"}
     assert agent.post(f"/calls/{call_id}/wrapup", data=data).status_code == 403
     assert (
-        _wrap_up(_client(app, "boris"), call_id, topic="howto", about_onerpa="yes").status_code
+        _wrap_up(
+            signed_in(app, "boris", PASSWORD), call_id, topic="howto", about_onerpa="yes"
+        ).status_code
         == 302
     )
     assert _wrap_up(supervisor, call_id, topic="other", about_onerpa="no").status_code == 302

@@ -18,7 +18,7 @@ from dashboard.testing import (
     add_user,
     csrf_token,
     make_app,
-    sign_in,
+    signed_in,
 )
 from onerpa import directory, entitlement
 from onerpa.models import Refusal, Subscription, UpdatePurchase
@@ -40,20 +40,14 @@ def app(engine: Engine, clock: Clock, sessions: sessionmaker[Session]) -> Flask:
     return make_app(engine, clock)
 
 
-def _client(app: Flask, username: str) -> FlaskClient:
-    client = app.test_client()
-    sign_in(client, username, PASSWORD)
-    return client
-
-
 @pytest.fixture
 def agent(app: Flask) -> FlaskClient:
-    return _client(app, "anna")
+    return signed_in(app, "anna", PASSWORD)
 
 
 @pytest.fixture
 def supervisor(app: Flask) -> FlaskClient:
-    return _client(app, "vera")
+    return signed_in(app, "vera", PASSWORD)
 
 
 @pytest.fixture
