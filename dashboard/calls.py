@@ -149,7 +149,20 @@ def _detail_page(call: Row[Any], wrapups: Any, form: WrapupForm) -> Any:
         form=form,
         can_wrap_up=may_wrap_up(current_user, call),
         timing=timing.timing(call),
+        steps=ivr_steps(call.step_times),
     )
+
+
+def ivr_steps(text: str | None) -> list[tuple[str, datetime]]:
+    """Return the IVR steps a call reached, with their moments, from ``calls.step_times``."""
+    steps = []
+    for item in (text or "").split("; "):
+        name, _, stamp = item.partition(" ")
+        try:
+            steps.append((name, datetime.fromisoformat(stamp)))
+        except ValueError:
+            continue  # a damaged item is left out, not shown wrongly
+    return steps
 
 
 def may_wrap_up(user: Any, call: Row[Any]) -> bool:

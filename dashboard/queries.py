@@ -298,7 +298,8 @@ def latest_wrapups(session: Session, call_ids: Iterable[int]) -> dict[int, Wrapu
 
 def call_detail(session: Session, call_id: int) -> Row[Any] | None:
     """Return one call with its customer."""
-    return session.execute(calls_select().where(Call.id == call_id)).first()
+    statement = calls_select().add_columns(Call.step_times).where(Call.id == call_id)
+    return session.execute(statement).first()
 
 
 def call_events(session: Session, call_ref: str) -> Sequence[CallEvent]:

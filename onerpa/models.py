@@ -207,6 +207,8 @@ class Call(Base):
     topic: Mapped[str | None] = mapped_column(String(32))
     route: Mapped[str | None] = mapped_column(String(32))
     step: Mapped[str] = mapped_column(String(32), default="arrived")
+    # Each IVR step the call reached with the moment it did: "greeting 10:00:00.125; ...".
+    step_times: Mapped[str] = mapped_column(Text, default="", server_default="")
     status: Mapped[str] = mapped_column(String(24), default="in_ivr")
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)
     server: Mapped[str] = mapped_column(String(100), default="")

@@ -45,6 +45,10 @@ def test_entitled_caller_is_greeted_asked_why_and_sent_to_the_queue(engine: Engi
     )
     assert (row.status, row.route, row.topic, row.digits) == ("queued", "queue", "howto", "2")
     assert row.arrived_at == THURSDAY_11 and row.decided_at == THURSDAY_11
+    stamp = "2026-11-26T08:00:00.000+00:00"
+    assert row.step_times == "; ".join(
+        f"{step} {stamp}" for step in ("greeting", "identify", "topic", "routed")
+    )
 
 
 def test_critical_bug_choice_is_flagged_for_the_agent(engine: Engine) -> None:

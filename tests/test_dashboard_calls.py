@@ -367,6 +367,17 @@ def test_call_page_shows_the_timings(agent: FlaskClient, sessions: sessionmaker[
     assert "<dd>0:30</dd>" in page  # the wait
 
 
+def test_call_page_shows_the_ivr_steps_in_moscow_time(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    steps = "greeting 2026-11-26T08:00:00.000+00:00; routed 2026-11-26T08:00:07.250+00:00"
+    with sessions.begin() as session:
+        call_id = add_call(session, step_times=steps + "; damaged").id
+    page = agent.get(f"/calls/{call_id}").get_data(as_text=True)
+    assert "greeting 11:00:00 → routed 11:00:07" in page
+    assert "damaged" not in page
+
+
 def test_unknown_call_is_404(agent: FlaskClient) -> None:
     assert agent.get("/calls/999").status_code == 404
     token = csrf_token(agent.get("/calls").get_data(as_text=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ivr import dialplan, speech
 from ivr.agi import AGIChannel, AGIError, AGIHangup
@@ -57,6 +57,7 @@ class CallLog:
         self.services = services
         self.call_ref = str(uuid.uuid4())
         self.step = "arrived"
+        self.step_times: list[str] = []
         self.digits: list[str] = []
         env = channel.env
         raw = env.get("agi_callerid", "")
@@ -79,7 +80,9 @@ class CallLog:
 
     def reached(self, step: str) -> None:
         self.step = step
-        self.record(step=step)
+        moment = self.services.clock().astimezone(UTC)
+        self.step_times.append(f"{step} {moment.isoformat(timespec='milliseconds')}")
+        self.record(step=step, step_times="; ".join(self.step_times))
 
     def entered(self, digits: str) -> None:
         self.digits.append(digits)
@@ -138,8 +141,8 @@ def finish(channel: AGIChannel, services: Services, call: CallLog, outcome: Outc
         left_ivr_at=now,
         status=_status_after(outcome.route).value,
         queued_at=now if outcome.route is Route.QUEUE else None,
-        step="routed",
     )
+    call.reached("routed")
     if _status_after(outcome.route) is CallStatus.ENDED_IVR:
         # The dialplan hangs up right away; the hang-up hook refines the moment.
         call.record(ended_at=now, ended_by=EndedBy.SYSTEM.value)
