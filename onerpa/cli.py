@@ -23,8 +23,8 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not verbose:  # Alembic narrates every plugin and step at INFO
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not verbose:  # Alembic lists every plugin it sets up at INFO; the upgrades still show
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # Into the process environment, so every reader (the dashboard's config too) sees it.
     try:
         apply_config_file(os.environ)
