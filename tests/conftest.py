@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,21 +42,30 @@ def _drop_schema(schema: str) -> None:
     admin.dispose()
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated, empty database on each backend under test."""
-    if request.param == "sqlite":
-        eng = db.make_engine(f"sqlite:///{tmp_path / 'test.sqlite3'}")
+@contextmanager
+def migrated_database(backend: str, directory: Path) -> Iterator[Engine]:
+    """Yield a migrated, empty database on ``backend``; drop it afterwards."""
+    if backend == "sqlite":
+        eng = db.make_engine(f"sqlite:///{directory / 'test.sqlite3'}")
         db.migrate(eng)
         yield eng
         eng.dispose()
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     eng = _postgres_engine(schema)
-    db.migrate(eng)
-    yield eng
-    eng.dispose()
-    _drop_schema(schema)
+    try:
+        db.migrate(eng)
+        yield eng
+    finally:
+        eng.dispose()
+        _drop_schema(schema)
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty database on each backend under test."""
+    with migrated_database(request.param, tmp_path) as eng:
+        yield eng
 
 
 @pytest.fixture

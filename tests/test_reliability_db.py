@@ -13,9 +13,9 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from onerpa import db
 from onerpa.models import Call
 from onerpa.recorder import CallRecorder
 from onerpa.settings import Settings, sqlite_path
-from tests.conftest import TEST_DATABASE_URL, _drop_schema, _postgres_engine
+from tests.conftest import TEST_DATABASE_URL, migrated_database
 from tests.faultproxy import FaultProxy
 from tests.flowkit import Line, support_line
 from tests.reliability_figures import Figures, call_refs, count_calls, missing_records
@@ -53,12 +53,8 @@ def postgres() -> Iterator[Engine]:
     """A migrated PostgreSQL schema of its own, reached directly (the test's view)."""
     if not TEST_DATABASE_URL:
         pytest.skip("needs the PostgreSQL named by TEST_DATABASE_URL")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = _postgres_engine(schema)
-    db.migrate(engine)
-    yield engine
-    engine.dispose()
-    _drop_schema(schema)
+    with migrated_database("postgresql", Path()) as engine:
+        yield engine
 
 
 @pytest.fixture

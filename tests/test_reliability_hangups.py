@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,9 +21,8 @@ from sqlalchemy import Engine
 
 from ivr import speech
 from ivr.emulator import HANG_UP, CallResult, Hangup, Key
-from onerpa import db
 from onerpa.settings import Settings
-from tests.conftest import BACKENDS, _drop_schema, _postgres_engine
+from tests.conftest import BACKENDS, migrated_database
 from tests.flowkit import Line, support_line, with_sales
 from tests.reliability_figures import Figures, count_calls, missing_records
 
@@ -103,18 +101,8 @@ def module_engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
     """One migrated database for the whole table (the cases only add calls)."""
-    if request.param == "sqlite":
-        engine = db.make_engine(f"sqlite:///{tmp_path_factory.mktemp('hangups') / 'db.sqlite3'}")
-        db.migrate(engine)
+    with migrated_database(request.param, tmp_path_factory.mktemp("hangups")) as engine:
         yield engine
-        engine.dispose()
-        return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = _postgres_engine(schema)
-    db.migrate(engine)
-    yield engine
-    engine.dispose()
-    _drop_schema(schema)
 
 
 @pytest.fixture(scope="module")
