@@ -23,10 +23,9 @@ import logging
 import math
 import os
 import re
-import select
 import signal
 import socket
-import stat
+import struct
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ MAX_LINE_BYTES = 8192  # longer lines are garbage, not AGI
 MAX_ENV_LINES = 512  # 22 keys plus at most 127 agi_arg_N in real Asterisk
 DEFAULT_ENV_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 120.0  # generous: a prompt plus a caller thinking
+_TIMEOUT_SLACK = 0.005  # seconds a socket read may end early or late against its deadline
 
 _COMMAND_NAMES = frozenset(
     {
@@ -160,22 +160,6 @@ def _command_name(line: str) -> str:
     return "?"
 
 
-def _socket_fd(stream: object) -> int | None:
-    """The stream's descriptor when it is a socket (the transport that gets deadlines)."""
-    try:
-        fd = cast(BinaryIO, stream).fileno()
-        return fd if stat.S_ISSOCK(os.fstat(fd).st_mode) else None
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def _wait_readable(fd: int, timeout: float) -> bool:
-    """Wait until fd is readable; poll, not select, so descriptors above 1024 work."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
-
-
 class _Discard:
     """Stands in for pyst2's stderr: any inherited code path that writes to it says nothing."""
 
@@ -187,17 +171,12 @@ class _Discard:
 
 
 class _Wire:
-    """Bounded line reads with deadlines, and one write per command line."""
+    """Bounded line reads, and one write per command line; subclasses move the bytes."""
 
-    def __init__(self, reader: BinaryIO, writer: BinaryIO, max_line: int) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, max_line: int) -> None:
         self._max_line = max_line
         self._buffer = bytearray()
         self._eof = False
-        # read1 returns what is there instead of waiting for a full buffer; raw streams lack it.
-        self._read_some = getattr(reader, "read1", reader.read)
-        self._fd = _socket_fd(reader)
 
     def read_line(self, deadline: float | None, *, truncate: bool = False) -> bytes | None:
         """Return the next line without its newline, or None at end of stream.
@@ -227,41 +206,122 @@ class _Wire:
                 if self._buffer:
                     raise AGIProtocolError("stream ended in the middle of a line")
                 return None
-            self._fill(deadline)
-
-    def _fill(self, deadline: float | None) -> None:
-        if not self._readable_by(deadline):
-            raise AGITimeout("no data from Asterisk in time")
-        try:
-            chunk = self._read_some(65536)
-        except TimeoutError as exc:  # a socket that carries its own timeout
-            raise AGITimeout("no data from Asterisk in time") from exc
-        except (ConnectionResetError, BrokenPipeError):
-            chunk = b""
-        if chunk:
-            self._buffer += chunk
-        else:
-            self._eof = True
-
-    def _readable_by(self, deadline: float | None) -> bool:
-        if self._fd is None or deadline is None:
-            return True  # pipes and in-memory streams: Asterisk is the parent, no deadline
-        return _wait_readable(self._fd, deadline - time.monotonic())
+            chunk = self._receive(deadline)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._eof = True
 
     def write_line(self, line: str) -> None:
         """Write one command line with its newline in a single write."""
         if "\n" in line or "\r" in line:
             raise ValueError("an AGI command is a single line without CR or LF")
-        view = memoryview(line.encode("utf-8") + b"\n")
         try:
-            while view:
-                written = self._writer.write(view)
-                if not written:
-                    raise AGIProtocolError("the AGI stream accepted no bytes")
-                view = view[written:]
-            self._writer.flush()
+            self._send(line.encode("utf-8") + b"\n")
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise AGIHangup("Asterisk closed the connection") from exc
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _receive(self, deadline: float | None) -> bytes:
+        """Return the next bytes from Asterisk within ``deadline``; b"" at end of stream."""
+        raise NotImplementedError
+
+    def _send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class _StreamWire(_Wire):
+    """Lines over byte streams: classic AGI's stdin and stdout, which have no deadlines.
+
+    Asterisk is the parent of a classic script and ends it with SIGHUP or end of stream.
+    """
+
+    def __init__(self, reader: BinaryIO, writer: BinaryIO, max_line: int) -> None:
+        super().__init__(max_line)
+        self._reader = reader
+        self._writer = writer
+        # read1 returns what is there instead of waiting for a full buffer; raw streams lack it.
+        self._read_some = getattr(reader, "read1", None) or reader.read
+
+    def close(self) -> None:
+        for stream in (self._writer, self._reader):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+
+    def _receive(self, deadline: float | None) -> bytes:
+        try:
+            return self._read_some(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._writer.write(view)
+            if not written:
+                raise AGIProtocolError("the AGI stream accepted no bytes")
+            view = view[written:]
+        self._writer.flush()
+
+
+class _SocketWire(_Wire):
+    """The same lines over a FastAGI socket, every read within the caller's deadline.
+
+    The socket stays in blocking mode and the kernel enforces the deadline (SO_RCVTIMEO),
+    so a reply costs one ``recv`` and a command one ``send``: no ``poll`` before each read,
+    no file object in between. On a busy server every call into the kernel hands the GIL
+    to another thread, so this halves the hand-overs per AGI command.
+    """
+
+    def __init__(self, sock: socket.socket, max_line: int, send_timeout: float | None) -> None:
+        super().__init__(max_line)
+        sock.settimeout(None)
+        self._sock = sock
+        self._receive_timeout: float | None = None
+        if send_timeout is not None:
+            _set_kernel_timeout(sock, socket.SO_SNDTIMEO, send_timeout)
+
+    def close(self) -> None:
+        _close_socket(self._sock)
+
+    def _receive(self, deadline: float | None) -> bytes:
+        if deadline is None:
+            if self._receive_timeout is not None:
+                self._arm(None)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AGITimeout("no data from Asterisk in time")
+            armed = self._receive_timeout
+            # One setsockopt per change of deadline, not per read: a timeout within a few
+            # milliseconds of the one armed stands.
+            if armed is None or abs(armed - remaining) > _TIMEOUT_SLACK:
+                self._arm(remaining)
+        try:
+            return self._sock.recv(65536)
+        except BlockingIOError as exc:  # SO_RCVTIMEO ran out: EAGAIN
+            raise AGITimeout("no data from Asterisk in time") from exc
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+    def _arm(self, timeout: float | None) -> None:
+        self._receive_timeout = timeout
+        _set_kernel_timeout(self._sock, socket.SO_RCVTIMEO, timeout)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except BlockingIOError as exc:  # SO_SNDTIMEO ran out: Asterisk reads nothing
+            raise AGITimeout("Asterisk took no command in time") from exc
+
+
+def _set_kernel_timeout(sock: socket.socket, option: int, timeout: float | None) -> None:
+    """Set SO_RCVTIMEO or SO_SNDTIMEO; None (or a zero timeval) means no limit."""
+    micros = 0 if timeout is None else max(1000, math.ceil(timeout * 1_000_000))
+    seconds, micros = divmod(micros, 1_000_000)
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", seconds, micros))
 
 
 class AGIChannel(pyst2.AGI):
@@ -276,6 +336,7 @@ class AGIChannel(pyst2.AGI):
         env_timeout: float | None = None,
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
         max_line: int = MAX_LINE_BYTES,
+        _wire: _Wire | None = None,
     ) -> None:
         # pyst2's own constructor is skipped on purpose: it installs SIGHUP unconditionally
         # and writes the environment to stderr. Its attributes are set for inherited methods.
@@ -285,9 +346,8 @@ class AGIChannel(pyst2.AGI):
         self.env: dict[str, str] = {}
         self.args: list[str] = []
         self.script = ""
-        self._wire = _Wire(reader, writer, max_line)
+        self._wire = _wire or _StreamWire(reader, writer, max_line)
         self._command_timeout = command_timeout
-        self._sock: socket.socket | None = None
         self._closed = False
         self._previous_sighup: Any = None
         self._sighup_installed = False
@@ -308,17 +368,23 @@ class AGIChannel(pyst2.AGI):
         *,
         env_timeout: float | None = DEFAULT_ENV_TIMEOUT,
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        max_line: int = MAX_LINE_BYTES,
     ) -> AGIChannel:
         """Open a FastAGI channel on a connected socket; the channel then owns the socket."""
-        sock.settimeout(None)  # deadlines come from poll(); the socket itself just blocks
-        stream = cast(BinaryIO, sock.makefile("rwb", buffering=0))
         try:
-            channel = cls(stream, stream, env_timeout=env_timeout, command_timeout=command_timeout)
+            wire = _SocketWire(sock, max_line, command_timeout)
         except BaseException:
             _close_socket(sock)
             raise
-        channel._sock = sock
-        return channel
+        # pyst2's inherited code never reaches the socket: every path goes through the wire.
+        unused = cast(BinaryIO, None)
+        return cls(
+            unused,
+            unused,
+            env_timeout=env_timeout,
+            command_timeout=command_timeout,
+            _wire=wire,
+        )
 
     @classmethod
     def from_stdio(cls) -> AGIChannel:
@@ -403,11 +469,7 @@ class AGIChannel(pyst2.AGI):
             return
         self._closed = True
         self._restore_sighup()
-        for stream in (self.stdout, self.stdin):
-            with contextlib.suppress(OSError, ValueError):
-                stream.close()
-        if self._sock is not None:
-            _close_socket(self._sock)
+        self._wire.close()
 
     # -- pyst2's interface, kept working for the inherited helpers -------------------------
 
@@ -416,7 +478,8 @@ class AGIChannel(pyst2.AGI):
         if self._closed:
             raise AGIError("the AGI channel is closed")
         line = " ".join([command.strip(), *map(str, args)]).strip()
-        logger.debug("AGI command %s", _command_name(line))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("AGI command %s", _command_name(line))
         try:
             self._wire.write_line(line)
         except AGIHangup:

@@ -517,6 +517,41 @@ def test_silent_asterisk_during_a_command_times_out() -> None:
             assert right.recv(100) == b"ANSWER\n"
 
 
+def test_a_reply_trickling_in_is_read_whole_within_the_deadline() -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(FASTAGI.env_block)
+        with AGIChannel.from_socket(left, env_timeout=1, command_timeout=2) as chan:
+            writer = threading.Thread(target=_trickle, args=(right, b"200 result=0\n", 0.02))
+            writer.start()
+            chan.answer()  # thirteen reads, each waiting for the next byte
+            writer.join()
+
+
+def test_a_reply_trickling_past_the_deadline_times_out() -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(FASTAGI.env_block)
+        with AGIChannel.from_socket(left, env_timeout=1, command_timeout=0.3) as chan:
+            writer = threading.Thread(target=_trickle, args=(right, b"200 result=0\n", 0.1))
+            writer.start()
+            started = time.monotonic()
+            with pytest.raises(AGITimeout):
+                chan.answer()  # every byte comes well within 0.3 s, the line does not
+            assert time.monotonic() - started < 0.6
+            writer.join()
+
+
+def _trickle(sock: socket.socket, data: bytes, pause: float) -> None:
+    """Send ``data`` a byte at a time, ``pause`` seconds apart; stop if the reader left."""
+    for byte in data:
+        time.sleep(pause)
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return
+
+
 def test_connection_closed_during_a_command_is_a_hangup() -> None:
     left, right = socket.socketpair()
     right.sendall(FASTAGI.env_block)
