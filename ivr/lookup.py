@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine
 
 from onerpa import directory
-from onerpa.entitlement import RefusalFlag
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,8 +30,8 @@ class DirectoryUnavailable(Exception):
 class Directory:
     """The customer directory as the call flow sees it: look-ups that respect a budget."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, workers: int = 16) -> None:
-        self.sessions = sessions
+    def __init__(self, engine: Engine, *, workers: int = 16) -> None:
+        self.engine = engine
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookup")
 
     def budget(self, seconds: float) -> Budget:
@@ -43,9 +42,9 @@ class Directory:
         """Wait for look-ups still running (they end with the database's own timeouts)."""
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _in_session(self, work: Callable[[Session], T]) -> T:
-        with self.sessions() as session:
-            return work(session)
+    def _on_connection(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return work(conn)
 
 
 class Budget:
@@ -55,23 +54,19 @@ class Budget:
         self.directory = directory_
         self.remaining = seconds
 
-    def by_phone(self, e164: str) -> directory.CustomerCard | None:
-        """Return the customer owning ``e164``, or None."""
-        return self._run(lambda s: directory.find_by_phone(s, e164))
+    def by_phone(self, e164: str) -> directory.PhoneLookup:
+        """Return the customer owning ``e164`` (or None) and the refusals on the number."""
+        return self._run(lambda c: directory.look_up_phone(c, e164))
 
     def by_number(self, digits: str) -> directory.CustomerCard | None:
         """Return the customer with customer or licence number ``digits``, or None."""
-        return self._run(lambda s: directory.find_by_number(s, digits))
+        return self._run(lambda c: directory.find_by_number(c, digits))
 
-    def phone_refusals(self, e164: str) -> tuple[RefusalFlag, ...]:
-        """Return etiquette refusals set on the number itself."""
-        return self._run(lambda s: directory.refusals_for_phone(s, e164))
-
-    def _run(self, work: Callable[[Session], T]) -> T:
+    def _run(self, work: Callable[[Connection], T]) -> T:
         if self.remaining <= 0:
             raise DirectoryUnavailable("look-up budget spent")
         started = time.monotonic()
-        future = self.directory.pool.submit(self.directory._in_session, work)
+        future = self.directory.pool.submit(self.directory._on_connection, work)
         try:
             return future.result(timeout=self.remaining)
         except FutureTimeout:

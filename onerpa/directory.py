@@ -1,20 +1,44 @@
 """Find a caller in the customer directory and load what the support rules need.
 
-This runs on every call, inside the caller's time budget, so it uses a handful of indexed
-Core queries rather than loading ORM objects. The statements are built once, here, on the
-tables themselves: building an ORM-annotated statement per query cost several times the
-query itself (a look-up took over 1 ms on SQLite; see docs/benchmarks.md).
+This runs on every call, inside the caller's time budget, so a look-up is one statement:
+a ``UNION ALL`` of the customer's card, licences, update purchases, subscriptions and
+etiquette refusals, one branch per kind of row, each branch filling its own columns and
+leaving the others NULL. One statement is one round trip to PostgreSQL and a handful of
+SQLite steps, where a query per kind cost five of each (see docs/benchmarks.md).
+
+The statements are built once, here, on the tables themselves: building an ORM-annotated
+statement per query cost several times the query itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Date,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from onerpa import entitlement
-from onerpa.models import Base
+from onerpa.models import Base, UTCDateTime
 
 _CUSTOMERS = Base.metadata.tables["customers"]
 _PHONES = Base.metadata.tables["phone_numbers"]
@@ -23,49 +47,104 @@ _UPDATES = Base.metadata.tables["update_purchases"]
 _SUBSCRIPTIONS = Base.metadata.tables["subscriptions"]
 _REFUSALS = Base.metadata.tables["refusals"]
 
-_CARD_BY_PHONE = (
-    select(
-        _PHONES.c.customer_id,
-        _CUSTOMERS.c.customer_number,
-        _CUSTOMERS.c.organisation,
-        _CUSTOMERS.c.contact_name,
-        _CUSTOMERS.c.email,
+# The union's columns after "kind", with their types: the first branch's types decide how
+# each column is read back (dates and UTC timestamps on SQLite are stored as text).
+_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "customer_id": BigInteger(),
+    "customer_number": String(),
+    "organisation": String(),
+    "contact_name": String(),
+    "email": String(),
+    "product": String(),
+    "purchased_on": Date(),
+    "months": Integer(),
+    "service": String(),
+    "starts_on": Date(),
+    "ends_on": Date(),
+    "cancelled_at": UTCDateTime(),
+    "set_at": UTCDateTime(),
+    "reason": String(),
+    "expires_at": UTCDateTime(),
+    "lifted_at": UTCDateTime(),
+    "phone_e164": String(),
+}
+_CARD, _LICENCE, _UPDATE, _SUBSCRIPTION, _REFUSAL = range(5)
+
+
+def _branch(kind: int, table: Any, **columns: ColumnElement[Any]) -> Select[Any]:
+    """One kind of row: its own columns filled, every other one a NULL of the right type.
+
+    The NULLs are cast: PostgreSQL types an untyped NULL in a union as text.
+    """
+    return select(
+        literal_column(str(kind), Integer()).label("kind"),
+        *(
+            columns.get(name, cast(null(), type_)).label(name)
+            for name, type_ in _COLUMNS.items()
+        ),
+    ).select_from(table)
+
+
+def _caller_rows(customer: ColumnElement[Any], phone: ColumnElement[Any]) -> CompoundSelect:
+    """Everything about the customer ``customer`` and the refusals on the number ``phone``."""
+    c, lic, upd, sub, ref = (
+        _CUSTOMERS.c,
+        _LICENCES.c,
+        _UPDATES.c,
+        _SUBSCRIPTIONS.c,
+        _REFUSALS.c,
     )
-    .join(_CUSTOMERS, _CUSTOMERS.c.id == _PHONES.c.customer_id)
-    .where(_PHONES.c.e164 == bindparam("e164"))
+    return union_all(
+        _branch(
+            _CARD,
+            _CUSTOMERS,
+            customer_id=c.id,
+            customer_number=c.customer_number,
+            organisation=c.organisation,
+            contact_name=c.contact_name,
+            email=c.email,
+        ).where(c.id == customer),
+        _branch(_LICENCE, _LICENCES, product=lic.product, purchased_on=lic.purchased_on).where(
+            lic.customer_id == customer
+        ),
+        _branch(_UPDATE, _UPDATES, purchased_on=upd.purchased_on, months=upd.months).where(
+            upd.customer_id == customer
+        ),
+        _branch(
+            _SUBSCRIPTION,
+            _SUBSCRIPTIONS,
+            service=sub.service,
+            starts_on=sub.starts_on,
+            ends_on=sub.ends_on,
+            cancelled_at=sub.cancelled_at,
+        ).where(sub.customer_id == customer),
+        _branch(
+            _REFUSAL,
+            _REFUSALS,
+            set_at=ref.set_at,
+            reason=ref.reason,
+            expires_at=ref.expires_at,
+            lifted_at=ref.lifted_at,
+            phone_e164=ref.phone_e164,
+        ).where(or_(ref.customer_id == customer, ref.phone_e164 == phone)),
+    )
+
+
+_OWNER_OF_PHONE = (
+    select(_PHONES.c.customer_id).where(_PHONES.c.e164 == bindparam("e164")).scalar_subquery()
 )
-_CUSTOMER_BY_NUMBER = select(_CUSTOMERS.c.id).where(
-    _CUSTOMERS.c.customer_number == bindparam("digits")
-)
-_OWNER_OF_LICENCE = select(_LICENCES.c.customer_id).where(
-    _LICENCES.c.licence_number == bindparam("digits")
-)
-_CUSTOMER = select(
-    _CUSTOMERS.c.customer_number,
-    _CUSTOMERS.c.organisation,
-    _CUSTOMERS.c.contact_name,
-    _CUSTOMERS.c.email,
-).where(_CUSTOMERS.c.id == bindparam("cid"))
-_LICENCES_OF = select(_LICENCES.c.product, _LICENCES.c.purchased_on).where(
-    _LICENCES.c.customer_id == bindparam("cid")
-)
-_UPDATES_OF = select(_UPDATES.c.purchased_on, _UPDATES.c.months).where(
-    _UPDATES.c.customer_id == bindparam("cid")
-)
-_SUBSCRIPTIONS_OF = select(
-    _SUBSCRIPTIONS.c.service,
-    _SUBSCRIPTIONS.c.starts_on,
-    _SUBSCRIPTIONS.c.ends_on,
-    _SUBSCRIPTIONS.c.cancelled_at,
-).where(_SUBSCRIPTIONS.c.customer_id == bindparam("cid"))
-_FLAG = select(
+_OWNER_OF_NUMBER = func.coalesce(
+    select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.customer_number == bindparam("digits"))
+    .scalar_subquery(),
+    select(_LICENCES.c.customer_id).where(_LICENCES.c.licence_number == bindparam("digits"))
+    .scalar_subquery(),
+)  # fmt: skip
+_BY_PHONE = _caller_rows(_OWNER_OF_PHONE, bindparam("e164"))
+_BY_NUMBER = _caller_rows(_OWNER_OF_NUMBER, bindparam("e164"))
+_BY_ID = _caller_rows(bindparam("cid"), bindparam("e164"))
+_REFUSALS_OF_PHONE = select(
     _REFUSALS.c.set_at, _REFUSALS.c.reason, _REFUSALS.c.expires_at, _REFUSALS.c.lifted_at
-)
-_REFUSALS_OF_PHONE = _FLAG.where(_REFUSALS.c.phone_e164 == bindparam("e164"))
-_REFUSALS_OF_CUSTOMER = _FLAG.where(_REFUSALS.c.customer_id == bindparam("cid"))
-_REFUSALS_OF_CUSTOMER_OR_PHONE = _FLAG.where(
-    or_(_REFUSALS.c.customer_id == bindparam("cid"), _REFUSALS.c.phone_e164 == bindparam("e164"))
-)
+).where(_REFUSALS.c.phone_e164 == bindparam("e164"))
 
 
 @dataclass(frozen=True)
@@ -80,53 +159,95 @@ class CustomerCard:
     records: entitlement.CallerRecords
 
 
-def find_by_phone(session: Session, e164: str) -> CustomerCard | None:
+@dataclass(frozen=True)
+class PhoneLookup:
+    """What one caller ID tells: the customer owning it, and refusals set on the number."""
+
+    card: CustomerCard | None
+    number_refusals: tuple[entitlement.RefusalFlag, ...] = ()
+
+
+def look_up_phone(db: Session | Connection, e164: str) -> PhoneLookup:
+    """Return the owner of ``e164`` with their records, and the refusals on ``e164`` itself."""
+    rows = _connection(db).execute(_BY_PHONE, {"e164": e164})
+    return _assemble(rows, e164)
+
+
+def find_by_phone(db: Session | Connection, e164: str) -> CustomerCard | None:
     """Return the customer who owns the number ``e164``, or None."""
-    conn = session.connection()
-    row = conn.execute(_CARD_BY_PHONE, {"e164": e164}).first()
-    if row is None:
-        return None
-    customer_id, number, organisation, contact, email = row
-    records = _records(conn, customer_id, e164)
-    return CustomerCard(customer_id, number, organisation, contact, email, records)
+    return look_up_phone(db, e164).card
 
 
-def find_by_number(session: Session, digits: str) -> CustomerCard | None:
+def find_by_number(db: Session | Connection, digits: str) -> CustomerCard | None:
     """Return the customer whose customer or licence number is ``digits``, or None."""
     if not digits or not digits.isdigit():
         return None
-    conn = session.connection()
-    customer_id = conn.execute(_CUSTOMER_BY_NUMBER, {"digits": digits}).scalar() or (
-        conn.execute(_OWNER_OF_LICENCE, {"digits": digits}).scalar()
-    )
-    if customer_id is None:
-        return None
-    return load_card(session, customer_id)
+    rows = _connection(db).execute(_BY_NUMBER, {"digits": digits, "e164": None})
+    return _assemble(rows, None).card
 
 
-def refusals_for_phone(session: Session, e164: str) -> tuple[entitlement.RefusalFlag, ...]:
+def refusals_for_phone(db: Session | Connection, e164: str) -> tuple[entitlement.RefusalFlag, ...]:
     """Return refusals set on the number itself (a caller not in the directory)."""
-    rows = session.connection().execute(_REFUSALS_OF_PHONE, {"e164": e164})
+    rows = _connection(db).execute(_REFUSALS_OF_PHONE, {"e164": e164})
     return tuple(entitlement.RefusalFlag(*row) for row in rows)
 
 
-def load_card(session: Session, customer_id: int, phone: str | None = None) -> CustomerCard | None:
+def load_card(
+    db: Session | Connection, customer_id: int, phone: str | None = None
+) -> CustomerCard | None:
     """Return the card of customer ``customer_id`` (refusals on ``phone`` included)."""
-    conn = session.connection()
-    row = conn.execute(_CUSTOMER, {"cid": customer_id}).first()
-    if row is None:
-        return None
-    return CustomerCard(customer_id, *row, records=_records(conn, customer_id, phone))
+    rows = _connection(db).execute(_BY_ID, {"cid": customer_id, "e164": phone})
+    return _assemble(rows, phone).card
 
 
-def _records(conn: Connection, customer_id: int, phone: str | None) -> entitlement.CallerRecords:
-    params = {"cid": customer_id, "e164": phone}
-    refusals = _REFUSALS_OF_CUSTOMER if phone is None else _REFUSALS_OF_CUSTOMER_OR_PHONE
-    return entitlement.CallerRecords(
-        licences=tuple(entitlement.Licence(*r) for r in conn.execute(_LICENCES_OF, params)),
-        updates=tuple(entitlement.UpdatePlan(*r) for r in conn.execute(_UPDATES_OF, params)),
-        subscriptions=tuple(
-            entitlement.Subscription(*r) for r in conn.execute(_SUBSCRIPTIONS_OF, params)
-        ),
-        refusals=tuple(entitlement.RefusalFlag(*r) for r in conn.execute(refusals, params)),
+def _connection(db: Session | Connection) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def _assemble(rows: Iterable[Any], phone: str | None) -> PhoneLookup:
+    """Sort the union's rows into a card (when the customer exists) and number refusals."""
+    head: Mapping[str, Any] | None = None
+    licences: list[entitlement.Licence] = []
+    updates: list[entitlement.UpdatePlan] = []
+    subscriptions: list[entitlement.Subscription] = []
+    refusals: list[entitlement.RefusalFlag] = []
+    on_number: list[entitlement.RefusalFlag] = []
+    for row in rows:
+        r = row._mapping
+        kind = r["kind"]
+        if kind == _CARD:
+            head = r
+        elif kind == _LICENCE:
+            licences.append(entitlement.Licence(r["product"], r["purchased_on"]))
+        elif kind == _UPDATE:
+            updates.append(entitlement.UpdatePlan(r["purchased_on"], r["months"]))
+        elif kind == _SUBSCRIPTION:
+            subscriptions.append(
+                entitlement.Subscription(
+                    r["service"], r["starts_on"], r["ends_on"], r["cancelled_at"]
+                )
+            )
+        else:
+            flag = entitlement.RefusalFlag(
+                r["set_at"], r["reason"], r["expires_at"], r["lifted_at"]
+            )
+            refusals.append(flag)
+            if phone is not None and r["phone_e164"] == phone:
+                on_number.append(flag)
+    if head is None:
+        return PhoneLookup(None, tuple(on_number))
+    records = entitlement.CallerRecords(
+        licences=tuple(licences),
+        updates=tuple(updates),
+        subscriptions=tuple(subscriptions),
+        refusals=tuple(refusals),
     )
+    card = CustomerCard(
+        head["customer_id"],
+        head["customer_number"],
+        head["organisation"],
+        head["contact_name"],
+        head["email"],
+        records,
+    )
+    return PhoneLookup(card, tuple(on_number))

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from onerpa import directory, entitlement
@@ -155,3 +156,69 @@ def test_refusal_on_the_calling_number_joins_the_customers_card(
 
 def test_load_card_of_a_missing_customer_is_none(session: Session) -> None:
     assert directory.load_card(session, 424242) is None
+
+
+def test_a_phone_look_up_is_one_statement_on_a_plain_connection(
+    engine: Engine, session: Session, vector: Customer
+) -> None:
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.connect() as conn:
+            found = directory.look_up_phone(conn, "+79161234567")
+            by_number = directory.find_by_number(conn, "770011")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert found.card is not None and by_number is not None
+    assert found.card.records == by_number.records  # the same customer, two ways in
+    assert len(statements) == 2
+
+
+def test_a_stranger_s_look_up_brings_the_refusals_on_the_number(session: Session) -> None:
+    session.add(Refusal(phone_e164="+78125550000", reason="угрозы", set_by="ivanova"))
+    session.add(Refusal(phone_e164="+78125550001", reason="другой номер", set_by="ivanova"))
+    session.commit()
+
+    found = directory.look_up_phone(session, "+78125550000")
+
+    assert found.card is None
+    assert [flag.reason for flag in found.number_refusals] == ["угрозы"]
+    assert directory.look_up_phone(session, "+78125550002") == directory.PhoneLookup(None, ())
+
+
+def test_a_customer_s_look_up_separates_refusals_on_the_number(
+    session: Session, vector: Customer
+) -> None:
+    session.add(Refusal(phone_e164="+79161234567", reason="угрозы", set_by="ivanova"))
+    session.commit()
+
+    found = directory.look_up_phone(session, "+79161234567")
+
+    assert found.card is not None
+    assert sorted(flag.reason for flag in found.card.records.refusals) == ["грубость", "угрозы"]
+    assert [flag.reason for flag in found.number_refusals] == ["угрозы"]
+
+
+def test_every_record_of_each_kind_is_loaded(session: Session, vector: Customer) -> None:
+    vector.licences.append(
+        Licence(licence_number="770012", product="OneRPA Robot", purchased_on=date(2025, 2, 3))
+    )
+    vector.updates.append(UpdatePurchase(purchased_on=date(2025, 6, 1), months=24))
+    vector.subscriptions.append(
+        Subscription(service="OneRPA Orchestrator", starts_on=date(2025, 1, 1))
+    )
+    session.commit()
+
+    card = directory.find_by_number(session, "770012")
+
+    assert card is not None and card.customer_id == vector.id
+    assert sorted(lic.product for lic in card.records.licences) == ["OneRPA Robot", "OneRPA Studio"]
+    assert sorted(plan.months for plan in card.records.updates) == [12, 24]
+    assert sorted((s.service, s.ends_on) for s in card.records.subscriptions) == [
+        ("OneRPA Cloud", date(2024, 12, 31)),
+        ("OneRPA Orchestrator", None),
+    ]

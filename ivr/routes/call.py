@@ -78,11 +78,12 @@ class CallLog:
     def record(self, **fields: object) -> None:
         self.services.recorder.record(self.call_ref, **fields)
 
-    def reached(self, step: str) -> None:
+    def reached(self, step: str, **fields: object) -> None:
+        """Note that the call reached ``step`` now, with any other ``fields`` that changed."""
         self.step = step
         moment = self.services.clock().astimezone(UTC)
         self.step_times.append(f"{step} {moment.isoformat(timespec='milliseconds')}")
-        self.record(step=step, step_times="; ".join(self.step_times))
+        self.record(step=step, step_times="; ".join(self.step_times), **fields)
 
     def entered(self, digits: str) -> None:
         self.digits.append(digits)
@@ -128,7 +129,8 @@ def finish(channel: AGIChannel, services: Services, call: CallLog, outcome: Outc
     """Record the outcome and hand the call back to the dialplan."""
     now = services.clock()
     card = outcome.card
-    call.record(
+    call.reached(
+        "routed",
         decision=outcome.decision,
         reason=outcome.reason,
         explanation=outcome.explanation,
@@ -142,7 +144,6 @@ def finish(channel: AGIChannel, services: Services, call: CallLog, outcome: Outc
         status=_status_after(outcome.route).value,
         queued_at=now if outcome.route is Route.QUEUE else None,
     )
-    call.reached("routed")
     if _status_after(outcome.route) is CallStatus.ENDED_IVR:
         # The dialplan hangs up right away; the hang-up hook refines the moment.
         call.record(ended_at=now, ended_by=EndedBy.SYSTEM.value)
@@ -176,8 +177,9 @@ def summary(outcome: Outcome) -> str:
     """Return one printable line for the agent: who, entitlement, topic."""
     who = outcome.card.organisation if outcome.card else "не опознан"
     text = f"{who} | {outcome.explanation} | {TOPIC_LABELS[outcome.topic]}"
-    printable = "".join(ch if ch.isprintable() else " " for ch in text)
-    return printable[:_SUMMARY_LIMIT]
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text[:_SUMMARY_LIMIT]
 
 
 def _flow(channel: AGIChannel, services: Services, call: CallLog) -> Outcome:
@@ -208,15 +210,14 @@ def _identify(
 ) -> tuple[CustomerCard | None, str | None, tuple[entitlement.RefusalFlag, ...]]:
     """Find the caller by caller ID, else by keypad digits; with refusals on the number."""
     call.reached("identify")
+    refusals: tuple[entitlement.RefusalFlag, ...] = ()
     if call.e164:
-        card = budget.by_phone(call.e164)
-        if card is not None:
-            return card, "caller_id", ()
-        refusals = budget.phone_refusals(call.e164)
+        found = budget.by_phone(call.e164)
+        if found.card is not None:
+            return found.card, "caller_id", ()
+        refusals = found.number_refusals
         if entitlement.active_refusal(refusals, services.clock()):
             return None, None, refusals  # a refused number is not asked for digits
-    else:
-        refusals = ()
     card = _ask_customer_number(channel, services, call, budget)
     return card, "digits" if card else None, refusals
 
