@@ -1,5 +1,8 @@
 """The FastAGI server: one long-lived process, a thread per call, no per-call start-up.
 
+Each call has a thread of its own, taken from threads that finished earlier calls
+(``ivr.workers``) rather than started anew for every connection.
+
 FastAGI has no authentication, so the server listens on loopback by default and answers
 only the Asterisk addresses it is told to trust; anyone else is refused and logged. Every
 read has a timeout: a peer that connects and says nothing is closed after ``env_timeout``.
@@ -17,6 +20,7 @@ from collections.abc import Iterable
 from ivr.agi import AGIChannel, AGIError
 from ivr.runner import run_session
 from ivr.services import Services
+from ivr.workers import CallWorkers
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +29,9 @@ log = logging.getLogger(__name__)
 THREAD_STACK_BYTES = 512 * 1024
 
 
-class FastAGIServer(socketserver.ThreadingTCPServer):
-    """A threading TCP server that runs an AGI session on every allowed connection."""
+class FastAGIServer(socketserver.TCPServer):
+    """A TCP server that runs an AGI session, on a thread of its own, per allowed connection."""
 
-    daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
 
@@ -46,6 +49,7 @@ class FastAGIServer(socketserver.ThreadingTCPServer):
         self.env_timeout = env_timeout
         self.active = 0
         self._active_lock = threading.Lock()
+        self.workers = CallWorkers(name="fastagi-call")
         super().__init__(address, _Handler)
 
     @property
@@ -58,6 +62,23 @@ class FastAGIServer(socketserver.ThreadingTCPServer):
             return True
         log.warning("FastAGI connection from %s refused: not an allowed address", client_address[0])
         return False
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """Hand the connection to a call thread; the accepting thread goes back to accept."""
+        self.workers.run(self._process_in_thread, request, client_address)
+
+    def _process_in_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop listening; threads waiting for a call end, calls in progress go on."""
+        super().server_close()
+        self.workers.close()
 
     def serve_connection(self, sock: socket.socket, peer: str) -> None:
         """Run one AGI session on ``sock``."""
