@@ -52,6 +52,12 @@ _COLUMNS = [c for c in Call.__table__.columns]
 # Statements built once: building them per write cost more than the database's own work.
 _CALLS = Call.__table__
 _LOAD_BY_REF = select(*_COLUMNS).where(_CALLS.c.call_ref == bindparam("ref")).with_for_update()
+_LOAD_BY_REFS = (
+    select(*_COLUMNS)
+    .where(_CALLS.c.call_ref.in_(bindparam("refs", expanding=True)))
+    .order_by(_CALLS.c.id)  # every writer locks rows in the same order
+    .with_for_update()
+)
 _LOAD_BY_UNIQUEID, _LOAD_BY_LINKEDID = (
     select(*_COLUMNS)
     .where(column == bindparam("uid"))
@@ -249,15 +255,27 @@ class NotStored(LookupError):
     """A change for a call that is not (yet) stored, from a source that may not create it."""
 
 
+_NOT_LOADED: Any = object()
+
+
 def apply_changes(
-    conn: Connection, key: CallKey, changes: Iterable[Change], now: datetime
+    conn: Connection,
+    key: CallKey,
+    changes: Iterable[Change],
+    now: datetime,
+    *,
+    stored: Mapping[str, Any] | None = _NOT_LOADED,
+    events: list[dict[str, Any]] | None = None,
 ) -> list[Transition]:
     """Apply ``changes`` to the call ``key`` in ``conn``'s transaction; return what changed.
 
-    Raise ``NotStored`` when the call is not stored and no change may create it.
+    ``stored`` is the call's row when the caller has loaded it already (None: not stored);
+    with ``events`` the event rows are appended there for the caller to insert, instead of
+    being inserted here. Raise ``NotStored`` when the call is not stored and no change may
+    create it.
     """
     changes = list(changes)
-    old = _load(conn, key)
+    old = _load(conn, key) if stored is _NOT_LOADED else (dict(stored) if stored else None)
     creates = key.call_ref is not None and any(c.source is Source.IVR for c in changes)
     if old is None and not creates:
         raise NotStored(str(key))
@@ -275,8 +293,20 @@ def apply_changes(
         if diff:
             conn.execute(_UPDATE_CALL, {**diff, "_call_id": old["id"]})
     if found:
-        conn.execute(_INSERT_EVENT, [_event(row, t) for t in found])
+        rows = [_event(row, t) for t in found]
+        if events is None:
+            conn.execute(_INSERT_EVENT, rows)
+        else:
+            events.extend(rows)
     return found
+
+
+def load_calls(conn: Connection, refs: list[str]) -> dict[str, dict[str, Any]]:
+    """Return the stored calls among ``refs`` by reference, locked for this transaction."""
+    if not refs:
+        return {}
+    rows = conn.execute(_LOAD_BY_REFS, {"refs": refs}).mappings()
+    return {row["call_ref"]: dict(row) for row in rows}
 
 
 def _new_row(key: CallKey) -> dict[str, Any]:
@@ -456,16 +486,24 @@ class CallRecorder:
         """Write a batch of pending calls; keep them pending if the database fails."""
         due = float("inf") if force else time.monotonic()
         keys = [k for k in self._pending if k not in self._orphans or self._orphans[k][1] <= due]
-        keys = keys[: self.batch_size]
+        # Calls named by reference first: their rows are loaded up front, and a change found
+        # by uniqueid may touch the same row; loaded after it, the row would be stale.
+        keys = sorted(keys[: self.batch_size], key=lambda key: key.call_ref is None)
         missing: list[CallKey] = []
         now = self.clock()
         try:
             with self.engine.begin() as conn:
+                # One statement loads the batch's calls and one appends their events.
+                stored = load_calls(conn, [key.call_ref for key in keys if key.call_ref])
+                events: list[dict[str, Any]] = []
                 for key in keys:
+                    row = stored.get(key.call_ref) if key.call_ref else _NOT_LOADED
                     try:  # NotStored is raised before anything is written
-                        apply_changes(conn, key, self._pending[key], now)
+                        apply_changes(conn, key, self._pending[key], now, stored=row, events=events)
                     except NotStored:
                         missing.append(key)
+                if events:
+                    conn.execute(_INSERT_EVENT, events)
         except _REJECTED as err:
             # One call's data the database will never take must not hold up the others.
             log.warning("a batch of call records was rejected; writing them one by one: %s", err)

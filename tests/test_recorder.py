@@ -9,7 +9,7 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 
 from onerpa.models import Call
-from onerpa.recorder import CallRecorder
+from onerpa.recorder import CallKey, CallRecorder, Change, End, Source
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -108,3 +108,21 @@ def test_a_change_the_database_rejects_is_logged_and_does_not_block_other_calls(
     assert stored == {"fine", "later"}
     assert recorder.lost == 1
     assert "rejected" in caplog.text
+
+
+def test_an_end_by_uniqueid_and_a_flow_change_in_one_batch_end_the_call(engine: Engine) -> None:
+    outage = Outage(engine)
+    recorder = CallRecorder(engine, retry_delay=0.05)
+    recorder.record("c1", uniqueid="1795696825.32", arrived_at=T0, status="in_ivr")
+    assert recorder.flush()
+    outage.down = True  # both changes wait, then go out in one transaction
+    hang_up = Change(Source.HOOK, fields={"ended_at": T0 + timedelta(seconds=9)}, end=End())
+    recorder.update(CallKey(uniqueid="1795696825.32"), hang_up)
+    recorder.record("c1", status="queued", queued_at=T0 + timedelta(seconds=8))
+    assert not recorder.flush(timeout=0.3)
+    outage.down = False
+    assert recorder.flush(timeout=5)
+    recorder.close()
+    with engine.connect() as conn:
+        row = conn.execute(select(Call.status, Call.queued_at, Call.ended_at)).one()
+    assert tuple(row) == ("abandoned_queue", T0 + timedelta(seconds=8), T0 + timedelta(seconds=9))
