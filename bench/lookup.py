@@ -2,9 +2,9 @@
 
 Builds the directory with bulk inserts (``executemany`` on SQLite, ``COPY`` on PostgreSQL)
 into a temporary SQLite file and into a throwaway schema on the PostgreSQL at
-127.0.0.1:5432 (database ``test``), then times ``onerpa.directory.find_by_phone`` the way the
-call flow runs it (a fresh session per call) for random numbers, against a baseline measured
-in the same process: the bare indexed ``SELECT`` on the driver.
+127.0.0.1:5432 (database ``test``), then times ``onerpa.directory.look_up_phone`` the way the
+call flow runs it (a connection per call, from ``db.for_single_reads``) for random numbers,
+against a baseline measured in the same process: the bare indexed ``SELECT`` on the driver.
 
     .venv/bin/python -m bench.lookup
     .venv/bin/python -m bench.lookup --customers 100000 --backend sqlite
@@ -115,17 +115,17 @@ def fill_postgres(engine: Engine, n: int) -> None:
 
 
 def time_lookups(engine: Engine, numbers: list[str]) -> tuple[list[float], list[float]]:
-    """Return the wall-clock and CPU seconds of each ``find_by_phone``, a session each.
+    """Return the wall-clock and CPU seconds of each look-up, a connection each, as in a call.
 
     CPU time (this thread's) leaves out time spent waiting for a core, which on a shared
     machine is most of the tail; on PostgreSQL it also leaves out the server's work.
     """
-    sessions = db.session_factory(engine)
+    reads = db.for_single_reads(engine)
     wall, cpu = [], []
     for e164 in numbers:
         started, started_cpu = time.perf_counter(), time.thread_time()
-        with sessions() as session:
-            card = directory.find_by_phone(session, e164)
+        with reads.connect() as conn:
+            card = directory.look_up_phone(conn, e164).card
         wall.append(time.perf_counter() - started)
         cpu.append(time.thread_time() - started_cpu)
         assert card is not None, e164
@@ -165,7 +165,7 @@ def measure(engine: Engine, n: int, lookups: int, label: str) -> None:
     time_baseline(engine, numbers[:WARM_UP])
     (ours, ours_cpu), base = time_lookups(engine, numbers), time_baseline(engine, numbers)
     print(
-        f"{label:10} find_by_phone  {_figures(ours)}  ({lookups:,} look-ups, load "
+        f"{label:10} look-up        {_figures(ours)}  ({lookups:,} look-ups, load "
         f"{os.getloadavg()[0]:.1f})\n"
         f"{'':10}   CPU time     {_figures(ours_cpu)}\n"
         f"{'':10} bare SELECT    {_figures(base)}  ratio "

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from ivr.lookup import Directory, DirectoryUnavailable
 from ivr.services import Services, system_clock
-from onerpa import hours
+from onerpa import db, hours
 from onerpa.metrics import ProcessMetrics
 from onerpa.recorder import CallRecorder
 from onerpa.settings import Settings
@@ -34,7 +34,7 @@ def build_services(
     metrics.watch_recorder(recorder)
     return Services(
         settings=settings,
-        directory=Directory(engine, workers=lookup_workers),
+        directory=Directory(db.for_single_reads(engine), workers=lookup_workers),
         recorder=recorder,
         clock=clock,
         metrics=metrics,

@@ -52,6 +52,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
+def for_single_reads(engine: Engine) -> Engine:
+    """Return ``engine`` as a look-up of one statement uses it: outside any transaction.
+
+    On PostgreSQL a transaction adds a BEGIN and a ROLLBACK round trip around the one SELECT,
+    and AUTOCOMMIT saves both. pysqlite opens no transaction for a SELECT anyway, and setting
+    an isolation level there costs a PRAGMA per checkout, so SQLite's engine is returned as is.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -143,3 +143,18 @@ def test_sqlite_database_directory_is_created(tmp_path: Path) -> None:
     db.migrate(engine)
     engine.dispose()
     assert (tmp_path / "new" / "dir" / "support.sqlite3").exists()
+
+
+def test_single_reads_run_outside_a_transaction(engine: Engine) -> None:
+    # now() is when the transaction began: only a statement on its own began it with itself.
+    began_with_this_statement = text("SELECT now() = statement_timestamp()")
+    with db.for_single_reads(engine).connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Customer)).scalar() == 0
+        if engine.dialect.name == "postgresql":
+            assert conn.execute(began_with_this_statement).scalar() is True
+        else:
+            assert conn.connection.dbapi_connection.in_transaction is False  # type: ignore[union-attr]
+    with engine.connect() as conn:  # the engine itself keeps its transactions
+        conn.execute(select(func.count()).select_from(Customer))
+        if engine.dialect.name == "postgresql":
+            assert conn.execute(began_with_this_statement).scalar() is False
