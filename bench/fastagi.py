@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ivr import dialplan, speech
+from ivr import dialplan, speech, workers
 from ivr.emulator import EmulatedCall, EmulatorError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -627,6 +627,7 @@ class Report:
     rss_before: int = 0
     rss_open: int = 0
     rss_after: int = 0
+    rss_idle: int = 0
 
 
 def run_all(options: Options, directory: Path) -> Report:
@@ -686,6 +687,8 @@ def hold(generator: Generator, server: Server, options: Options, report: Report)
     settle(server)
     report.hold_cpu = server.cpu_seconds() - cpu
     report.rss_after = server.rss_kib()
+    time.sleep(workers.IDLE_SECONDS + 1.0)  # the calls' threads end once idle that long
+    report.rss_idle = server.rss_kib()
 
 
 def classic_run(
@@ -822,7 +825,8 @@ def hold_lines(report: Report, options: Options) -> list[str]:
         f"gauge: {report.held_server}); {run.calls} calls, {run.errors} errors ({kinds}), "
         f"{run.degraded} degraded",
         f"  server RSS: {report.rss_before / 1024:.1f} MiB before, {report.rss_open / 1024:.1f} "
-        f"MiB with the calls open, {report.rss_after / 1024:.1f} MiB after they ended",
+        f"MiB with the calls open, {report.rss_after / 1024:.1f} MiB after they ended, "
+        f"{report.rss_idle / 1024:.1f} MiB once their idle threads had ended",
         f"  memory per open call: {per_call:.1f} KiB; server CPU per real-time call: "
         f"{report.hold_cpu / max(run.calls, 1) * 1000:.2f} ms",
         f"  {target}",

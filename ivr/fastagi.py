@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from ivr.agi import AGIChannel, AGIError
 from ivr.runner import run_session
 from ivr.services import Services
-from ivr.workers import CallWorkers
+from ivr.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class FastAGIServer(socketserver.TCPServer):
         self.env_timeout = env_timeout
         self.active = 0
         self._active_lock = threading.Lock()
-        self.workers = CallWorkers(name="fastagi-call")
+        self.workers = Workers(name="fastagi-call")
         super().__init__(address, _Handler)
 
     @property

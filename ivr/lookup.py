@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from ivr.workers import Workers
 from onerpa import directory
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Directory:
 
     def __init__(self, engine: Engine, *, workers: int = 16) -> None:
         self.engine = engine
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookup")
+        self.pool = Workers(max_workers=workers, name="lookup")
 
     def budget(self, seconds: float) -> Budget:
         """Start a budget of ``seconds`` for one call's look-ups."""
@@ -40,7 +40,7 @@ class Directory:
 
     def close(self) -> None:
         """Wait for look-ups still running (they end with the database's own timeouts)."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.close(wait=True)
 
     def _on_connection(self, work: Callable[[Connection], T]) -> T:
         with self.engine.connect() as conn:

@@ -89,7 +89,7 @@ def place(line: Line, caller: str, keys: list[str], **options: Any) -> tuple[Cal
 
 def settle(line: Line) -> None:
     """Wait for look-ups still blocked on the database, so none outlives the test."""
-    line.services.directory.pool.shutdown(wait=True)
+    line.services.directory.close()
 
 
 def assert_degraded_in_budget(result: CallResult, elapsed: float) -> None:

@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ivr.workers import CallWorkers
+from ivr.workers import Workers
 
 
 @pytest.fixture
-def workers(request: pytest.FixtureRequest) -> Iterator[CallWorkers]:
-    pool = CallWorkers(idle_seconds=5.0, name=request.node.name)
+def workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
+    pool = Workers(idle_seconds=5.0, name=request.node.name)
     yield pool
     pool.close()
 
@@ -33,7 +33,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     return condition()
 
 
-def test_calls_in_progress_never_wait_for_each_other(workers: CallWorkers) -> None:
+def test_calls_in_progress_never_wait_for_each_other(workers: Workers) -> None:
     calls = 50
     release = threading.Event()
     started = threading.Semaphore(0)
@@ -54,7 +54,7 @@ def test_calls_in_progress_never_wait_for_each_other(workers: CallWorkers) -> No
         release.set()
 
 
-def test_a_thread_that_finished_its_call_takes_the_next(workers: CallWorkers) -> None:
+def test_a_thread_that_finished_its_call_takes_the_next(workers: Workers) -> None:
     seen: list[int] = []
     done = threading.Event()
     workers.run(lambda: (seen.append(threading.get_ident()), done.set()))
@@ -70,7 +70,7 @@ def test_a_thread_that_finished_its_call_takes_the_next(workers: CallWorkers) ->
 
 
 def test_threads_left_waiting_end_after_the_idle_time() -> None:
-    pool = CallWorkers(idle_seconds=0.2, name="test-idle")
+    pool = Workers(idle_seconds=0.2, name="test-idle")
     release = threading.Event()
     for _ in range(20):
         pool.run(release.wait, 5)
@@ -84,7 +84,7 @@ def test_threads_left_waiting_end_after_the_idle_time() -> None:
 def test_a_call_arriving_as_a_thread_gives_up_waiting_is_still_served() -> None:
     # Idle time so short that threads keep timing out while calls arrive: no call may be
     # queued for a thread that has just left.
-    pool = CallWorkers(idle_seconds=0.001, name="test-race")
+    pool = Workers(idle_seconds=0.001, name="test-race")
     served = threading.Semaphore(0)
     try:
         for _ in range(2000):
@@ -95,7 +95,7 @@ def test_a_call_arriving_as_a_thread_gives_up_waiting_is_still_served() -> None:
 
 
 def test_close_ends_waiting_threads_and_refuses_new_calls() -> None:
-    pool = CallWorkers(idle_seconds=60, name="test-close")
+    pool = Workers(idle_seconds=60, name="test-close")
     done = threading.Event()
     pool.run(done.set)
     assert done.wait(5)
@@ -109,7 +109,7 @@ def test_close_ends_waiting_threads_and_refuses_new_calls() -> None:
 
 
 def test_a_failing_call_is_logged_and_its_thread_serves_on(
-    workers: CallWorkers, caplog: pytest.LogCaptureFixture
+    workers: Workers, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken() -> None:
         raise ValueError("boom")
@@ -122,3 +122,50 @@ def test_a_failing_call_is_logged_and_its_thread_serves_on(
     assert done.wait(5)
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.exc_info[1].args for r in failures if r.exc_info and r.exc_info[1]] == [("boom",)]
+
+
+def test_results_and_failures_come_back_through_the_future(workers: Workers) -> None:
+    assert workers.submit(sum, [1, 2, 3]).result(timeout=5) == 6
+    with pytest.raises(ZeroDivisionError):
+        workers.submit(lambda: 1 / 0).result(timeout=5)
+
+
+def test_a_bounded_pool_runs_the_excess_when_a_thread_is_free() -> None:
+    pool = Workers(max_workers=2, name="test-bounded")
+    release = threading.Event()
+    try:
+        busy = [pool.submit(release.wait, 5) for _ in range(2)]
+        third = pool.submit(threading.get_ident)
+        assert not third.done() and alive(pool.name) == 2  # no third thread, the job waits
+        release.set()
+        assert third.result(timeout=5) in {t.ident for t in threading.enumerate()}
+        assert all(f.result(timeout=5) for f in busy)
+        assert alive(pool.name) == 2
+    finally:
+        pool.close()
+
+
+def test_the_thread_that_went_idle_last_takes_the_next_job(workers: Workers) -> None:
+    release = [threading.Event() for _ in range(3)]
+    idents = [workers.submit(lambda e=e: (e.wait(5), threading.get_ident())[1]) for e in release]
+    for idle, (event, future) in enumerate(zip(release, idents, strict=True), start=1):
+        event.set()  # they go idle in this order
+        future.result(timeout=5)
+        assert wait_until(lambda idle=idle: workers.waiting == idle)
+
+    assert workers.submit(threading.get_ident).result(timeout=5) == idents[-1].result()
+
+
+def test_closing_with_wait_lets_running_jobs_finish_and_cancels_waiting_ones() -> None:
+    pool = Workers(max_workers=1, name="test-shutdown")
+    started, release = threading.Event(), threading.Event()
+    running = pool.submit(lambda: (started.set(), release.wait(5))[1])
+    waiting = pool.submit(threading.get_ident)
+    assert started.wait(5)
+    threading.Timer(0.2, release.set).start()
+
+    pool.close(wait=True, timeout=5)
+
+    assert running.result(timeout=0) is True
+    assert waiting.cancelled()
+    assert alive(pool.name) == 0
