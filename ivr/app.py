@@ -23,18 +23,19 @@ def build_services(
     engine: Engine,
     *,
     clock: Callable[[], datetime] = system_clock,
-    lookup_workers: int = 16,
+    lookup_workers: int | None = None,
     metrics: ProcessMetrics | None = None,
 ) -> Services:
     """Return the services a route runs with, on ``engine``, reporting to ``metrics``."""
     metrics = metrics or ProcessMetrics()
+    workers = lookup_workers or settings.lookup_workers or db.concurrent_reads(engine)
     recorder = CallRecorder(
         engine, on_error=metrics.database_error("record"), on_record=metrics.on_record
     )
     metrics.watch_recorder(recorder)
     return Services(
         settings=settings,
-        directory=Directory(db.for_single_reads(engine), workers=lookup_workers),
+        directory=Directory(db.for_single_reads(engine), workers=workers),
         recorder=recorder,
         clock=clock,
         metrics=metrics,

@@ -53,6 +53,7 @@ class Settings:
     sales_extension: str = ""
     support_email: str = "info@onerpa.ru"
     decision_budget: timedelta = timedelta(seconds=1)
+    lookup_workers: int = 0  # 0: as many as suit the database (db.concurrent_reads)
     consultation_target: timedelta = timedelta(minutes=3)
     consultation_limit: timedelta = timedelta(minutes=5)
     wait_target: timedelta = timedelta(seconds=60)
@@ -90,6 +91,7 @@ class Settings:
             sales_extension=get.extension("ONERPA_SALES_EXTENSION"),
             support_email=get.text("ONERPA_SUPPORT_EMAIL", "info@onerpa.ru"),
             decision_budget=get.seconds("ONERPA_DECISION_BUDGET_SECONDS", 1.0),
+            lookup_workers=get.integer("ONERPA_LOOKUP_WORKERS", 0, low=0, high=256),
             consultation_target=target,
             consultation_limit=limit,
             wait_target=get.seconds("ONERPA_WAIT_TARGET_SECONDS", 60),

@@ -12,8 +12,10 @@ from sqlalchemy import Engine, delete, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from ivr.app import build_services, close_services
 from onerpa import db
 from onerpa.models import Customer, PhoneNumber, Refusal, UpdatePurchase
+from onerpa.settings import Settings
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -158,3 +160,15 @@ def test_single_reads_run_outside_a_transaction(engine: Engine) -> None:
         conn.execute(select(func.count()).select_from(Customer))
         if engine.dialect.name == "postgresql":
             assert conn.execute(began_with_this_statement).scalar() is False
+
+
+@pytest.mark.parametrize("configured", [0, 5])
+def test_look_up_threads_suit_the_database_unless_configured(
+    engine: Engine, configured: int
+) -> None:
+    services = build_services(Settings(lookup_workers=configured), engine)
+    try:
+        by_database = 2 if engine.dialect.name == "sqlite" else 16
+        assert services.directory.pool.max_workers == (configured or by_database)
+    finally:
+        close_services(services)
