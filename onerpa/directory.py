@@ -78,10 +78,7 @@ def _branch(kind: int, table: Any, **columns: ColumnElement[Any]) -> Select[Any]
     """
     return select(
         literal_column(str(kind), Integer()).label("kind"),
-        *(
-            columns.get(name, cast(null(), type_)).label(name)
-            for name, type_ in _COLUMNS.items()
-        ),
+        *(columns.get(name, cast(null(), type_)).label(name) for name, type_ in _COLUMNS.items()),
     ).select_from(table)
 
 

@@ -158,9 +158,7 @@ class Refusal(Base):
 
     __tablename__ = "refusals"
     __table_args__ = (
-        CheckConstraint(
-            "customer_id IS NOT NULL OR phone_e164 IS NOT NULL", name="has_target"
-        ),
+        CheckConstraint("customer_id IS NOT NULL OR phone_e164 IS NOT NULL", name="has_target"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -196,9 +194,7 @@ class Call(Base):
     callerid_raw: Mapped[str] = mapped_column(Text, default="")
     callerid_name: Mapped[str] = mapped_column(Text, default="")
     caller_e164: Mapped[str | None] = mapped_column(String(16))
-    customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL")
-    )
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     identified_by: Mapped[str | None] = mapped_column(String(16))
     digits: Mapped[str] = mapped_column(Text, default="")
     decision: Mapped[str | None] = mapped_column(String(32))
