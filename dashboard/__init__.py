@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import (
     audit,
@@ -55,6 +56,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the dashboard app from ``config`` (and the environment for what it lacks)."""
     app = Flask(__name__)
     app.config.update(app_config.load(config))
+    if app.config["PROXIES"]:
+        hops = app.config["PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     db.init_app(app)
     security.init_app(app)
     auth.init_app(app)

@@ -9,6 +9,10 @@ Security settings are read once, here, when the app is built:
 - ``ONERPA_DASHBOARD_SESSION_HOURS`` (default 12, a shift): how long a sign-in lasts.
 - ``ONERPA_DASHBOARD_LOGIN_ATTEMPTS`` (default 5) failed sign-ins per user name and address
   within ``ONERPA_DASHBOARD_LOGIN_WINDOW_MINUTES`` (default 15) before sign-in is refused.
+- ``ONERPA_DASHBOARD_PROXIES`` (default 0): how many reverse proxies stand in front of the
+  dashboard. Only then are their ``X-Forwarded-For`` and ``X-Forwarded-Proto`` believed, so
+  the sign-in throttle counts the browser's address rather than the proxy's, and nobody
+  reaching the dashboard directly can choose the address it counts.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def load(config: Mapping[str, Any] | None, env: Mapping[str, str] | None = None)
     merged.setdefault(
         "LOGIN_ATTEMPTS", int(_number(env, "ONERPA_DASHBOARD_LOGIN_ATTEMPTS", 5, high=1000))
     )
+    merged.setdefault("PROXIES", _count(env, "ONERPA_DASHBOARD_PROXIES", high=5))
     if "LOGIN_WINDOW" not in merged:
         minutes = _number(env, "ONERPA_DASHBOARD_LOGIN_WINDOW_MINUTES", 15, high=24 * 60)
         merged["LOGIN_WINDOW"] = timedelta(minutes=minutes)
@@ -113,3 +118,12 @@ def _number(env: Mapping[str, str], name: str, default: float, *, high: float) -
     if not 0 < number <= high:
         raise SettingsError(name, f"must be above 0 and at most {high:g}")
     return number
+
+
+def _count(env: Mapping[str, str], name: str, *, high: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return 0
+    if not value.isdigit() or int(value) > high:
+        raise SettingsError(name, f"must be a whole number from 0 to {high}")
+    return int(value)

@@ -163,6 +163,44 @@ def test_rate_limit_counts_per_address(app: Flask, users: None, clock: Clock) ->
     assert sign_in(colleague, "anna", PASSWORD).status_code == 302
 
 
+def test_behind_a_proxy_the_throttle_counts_the_browsers_address(
+    engine: Engine, users: None, clock: Clock
+) -> None:
+    app = make_app(engine, clock, PROXIES=1)
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "10.0.0.1"  # the proxy
+    attacker.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.66"
+    for _ in range(5):
+        sign_in(attacker, "anna", "wrong password")
+    assert sign_in(attacker, "anna", PASSWORD).status_code == 429
+    colleague = app.test_client()
+    colleague.environ_base["REMOTE_ADDR"] = "10.0.0.1"  # through the same proxy
+    colleague.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
+    assert sign_in(colleague, "anna", PASSWORD).status_code == 302
+
+
+def test_without_a_proxy_a_forged_forwarded_address_changes_nothing(
+    app: Flask, users: None
+) -> None:
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "10.0.0.66"
+    for n in range(5):
+        attacker.environ_base["HTTP_X_FORWARDED_FOR"] = f"203.0.113.{n}"
+        sign_in(attacker, "anna", "wrong password")
+    attacker.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.99"
+    assert sign_in(attacker, "anna", PASSWORD).status_code == 429
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "6"])
+def test_a_wrong_proxy_count_names_the_setting(
+    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ONERPA_DASHBOARD_PROXIES", value)
+    with pytest.raises(SettingsError) as caught:
+        make_app(engine, clock)
+    assert caught.value.name == "ONERPA_DASHBOARD_PROXIES"
+
+
 @pytest.mark.parametrize("path", SUPERVISOR_PAGES)
 def test_supervisor_pages_refuse_agents(client: FlaskClient, users: None, path: str) -> None:
     sign_in(client, "anna", PASSWORD)
