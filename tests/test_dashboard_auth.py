@@ -191,6 +191,15 @@ def test_without_a_proxy_a_forged_forwarded_address_changes_nothing(
     assert sign_in(attacker, "anna", PASSWORD).status_code == 429
 
 
+@pytest.mark.parametrize(("proxies", "hsts"), [(1, True), (0, False)])
+def test_https_at_the_proxy_is_believed_only_from_a_configured_proxy(
+    engine: Engine, clock: Clock, proxies: int, hsts: bool
+) -> None:
+    client = make_app(engine, clock, PROXIES=proxies).test_client()
+    response = client.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert ("Strict-Transport-Security" in response.headers) is hsts
+
+
 @pytest.mark.parametrize("value", ["-1", "two", "6"])
 def test_a_wrong_proxy_count_names_the_setting(
     engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch, value: str
