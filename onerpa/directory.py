@@ -139,9 +139,6 @@ _OWNER_OF_NUMBER = func.coalesce(
 _BY_PHONE = _caller_rows(_OWNER_OF_PHONE, bindparam("e164"))
 _BY_NUMBER = _caller_rows(_OWNER_OF_NUMBER, bindparam("e164"))
 _BY_ID = _caller_rows(bindparam("cid"), bindparam("e164"))
-_REFUSALS_OF_PHONE = select(
-    _REFUSALS.c.set_at, _REFUSALS.c.reason, _REFUSALS.c.expires_at, _REFUSALS.c.lifted_at
-).where(_REFUSALS.c.phone_e164 == bindparam("e164"))
 
 
 @dataclass(frozen=True)
@@ -185,8 +182,7 @@ def find_by_number(db: Session | Connection, digits: str) -> CustomerCard | None
 
 def refusals_for_phone(db: Session | Connection, e164: str) -> tuple[entitlement.RefusalFlag, ...]:
     """Return refusals set on the number itself (a caller not in the directory)."""
-    rows = _connection(db).execute(_REFUSALS_OF_PHONE, {"e164": e164})
-    return tuple(entitlement.RefusalFlag(*row) for row in rows)
+    return look_up_phone(db, e164).number_refusals
 
 
 def load_card(
