@@ -1,6 +1,6 @@
 """A faithful Asterisk for tests, benchmarks and ``simulate-call``: its side of AGI, byte for byte.
 
-Built from the recordings of Asterisk 22.10.1 in ``shared/asterisk`` and from res_agi.c: the
+Built from the recordings of Asterisk 22.10.1 in ``tests/data/asterisk`` and from res_agi.c: the
 environment block, every reply the recordings show, 510/511/520, the hang-up signs (the bare
 ``HANGUP`` line on FastAGI, SIGHUP for classic AGI), dead-channel rules, and the AGISTATUS the
 dialplan sees afterwards. A scripted caller presses keys and may hang up. Everything is recorded

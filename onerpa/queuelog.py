@@ -1,6 +1,6 @@
 """Asterisk's queue_log: parse its lines, follow the file, and fill what the hooks missed.
 
-A line is ``epoch|callid|queue|agent|EVENT|data...`` (see ``../shared/asterisk/queue``). The
+A line is ``epoch|callid|queue|agent|EVENT|data...`` (see ``tests/data/asterisk/queue``). The
 callid is the uniqueid of the channel that ran Queue(): our caller channel, so a line finds
 its call through ``calls.uniqueid``. The epoch is whole seconds and the durations are
 differences of whole seconds (one second off at times), so everything taken from here only

@@ -1,4 +1,4 @@
-"""Read the AGI recordings of a real Asterisk in shared/asterisk: events, environment, replies."""
+"""Read the AGI recordings of a real Asterisk in tests/data/asterisk: events, environment, replies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "asterisk"
+TRANSCRIPTS = Path(__file__).resolve().parent / "data" / "asterisk"
 
 _EVENT = re.compile(r"^\+\s+\d+\.\d+\s+(?P<kind>RX|TX|SIGNAL|##) (?P<rest>.*)$")
 _COMPLETED = re.compile(r"AGI Script (?P<request>\S+) completed, returning (?P<code>-?\d+)")

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from onerpa import db
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])

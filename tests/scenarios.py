@@ -1,4 +1,4 @@
-"""Read the queue recordings of a real Asterisk (``../shared/asterisk/queue``) for replay."""
+"""Read the queue recordings of a real Asterisk (``tests/data/asterisk/queue``) for replay."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-QUEUE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "asterisk" / "queue"
+QUEUE_DIR = Path(__file__).resolve().parent / "data" / "asterisk" / "queue"
 _RULE = "=" * 100
 
 

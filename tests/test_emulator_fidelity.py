@@ -1,6 +1,6 @@
 """The emulator against a real Asterisk: replay each recording's commands, compare the bytes.
 
-For every recording in shared/asterisk the emulator is set up like the recorded call (caller,
+For every recording in tests/data/asterisk the emulator is set up like the recorded call (caller,
 channel, arguments, hang-up point, AGISIGHUP...), the recorded TX bytes are written to it one
 write at a time, and what it answers must equal the recorded RX bytes. Only the values that
 differ per run are normalised: agi_threadid and the FastAGI port in agi_request. The sound
