@@ -429,8 +429,21 @@ class AGIChannel(pyst2.AGI):
         reply = self._command(f"GET DATA {_bare(prompt)} {int(timeout_ms)} {int(max_digits)}")
         if reply.result == "-1":
             self._missing_prompt_or_hangup(prompt)
-            return "", True
+            # GET DATA does not listen when its prompt is missing: listen key by key instead.
+            return self._collect_digits(timeout_ms, max_digits)
         return reply.result, reply.data == "timeout"
+
+    def _collect_digits(self, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        """Collect up to ``max_digits`` keys as GET DATA would: "#" ends, silence times out."""
+        digits = ""
+        while len(digits) < max_digits:
+            key = self.wait_for_digit(timeout_ms)
+            if not key:
+                return digits, True
+            if key == "#":
+                return digits, False
+            digits += key
+        return digits, False
 
     def wait_for_digit(self, timeout_ms: int) -> str:
         """Wait for one digit; return it, or "" on timeout."""

@@ -1,10 +1,14 @@
 """Voice prompts: the table ``asterisk/sounds/prompts.ru.tsv`` rendered to WAV files.
 
-The table (``name<TAB>text``) is the source of truth. ``regenerate`` renders each prompt with
+The table (``name<TAB>text``) is the source of truth. A text may hold ``{hours}`` and
+``{email}``: they are filled in from the settings (``ivr.spoken``) before anything is rendered,
+so the caller hears the line's own hours and address. ``regenerate`` renders each prompt with
 espeak-ng and sox to ``asterisk/sounds/ru/<name>.wav`` in the format Asterisk's format_wav
 reads (8 kHz, mono, 16-bit signed PCM), and keeps a manifest (``.manifest``: name, SHA-256 of
-the text, source) so that only prompts whose text changed are rendered again. A prompt whose
-source is ``studio`` is a recording that replaced the synthetic one: it is never overwritten.
+the filled-in text, source) so that only prompts whose text changed are rendered again. A
+prompt whose source is ``studio`` is a recording that replaced the synthetic one: it is never
+overwritten. ``mismatches`` tells a server at start-up which prompts no longer say what the
+settings say, and which setting changed.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+
+from ivr import spoken
+from onerpa.settings import Settings
+from onerpa.startup import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,9 @@ PRONUNCIATION: Mapping[str, str] = {
     "ru": "ру",
 }
 
+# What each placeholder of the table says, and the setting it comes from.
+FIELDS: Mapping[str, str] = {"hours": "ONERPA_HOURS", "email": "ONERPA_SUPPORT_EMAIL"}
+_FIELD = re.compile(r"\{([a-z_]*)\}")
 _NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -94,6 +105,67 @@ def parse_table(text: str) -> dict[str, str]:
 def read_table(path: Path = DEFAULT_TABLE) -> dict[str, str]:
     """Read the prompt table from ``path``."""
     return parse_table(path.read_text(encoding="utf-8"))
+
+
+def values_for(settings: Settings) -> dict[str, str]:
+    """Return what each placeholder of the table says under ``settings``."""
+    return {
+        "hours": spoken.hours(settings.calendar),
+        "email": spoken.email(settings.support_email),
+    }
+
+
+def fields_of(text: str) -> list[str]:
+    """Return the placeholders a prompt's text holds, in order."""
+    return _FIELD.findall(text)
+
+
+def fill(table: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
+    """Return the table with every placeholder replaced by its value."""
+    filled = {}
+    for name, text in table.items():
+        unknown = [f for f in fields_of(text) if f not in values]
+        if unknown:
+            raise PromptError(
+                f"{name}: unknown placeholder {{{unknown[0]}}} (known: {', '.join(FIELDS)})"
+            )
+        filled[name] = _FIELD.sub(lambda m: values[m.group(1)], text)
+    return filled
+
+
+def spoken_table(settings: Settings, path: Path = DEFAULT_TABLE) -> dict[str, str]:
+    """Return every prompt's text as the caller hears it under ``settings``."""
+    return fill(read_table(path), values_for(settings))
+
+
+def mismatches(
+    settings: Settings, table_path: Path = DEFAULT_TABLE, out_dir: Path = DEFAULT_OUT_DIR
+) -> dict[str, list[str]]:
+    """Return, per setting, the prompts whose audio was rendered for another value of it."""
+    table = read_table(table_path)
+    filled = fill(table, values_for(settings))
+    manifest = read_manifest(out_dir)
+    found: dict[str, list[str]] = {}
+    for name, text in table.items():
+        entry = manifest.get(name)
+        if not fields_of(text) or (entry and entry.sha256 == text_sha256(filled[name])):
+            continue
+        for placeholder in dict.fromkeys(fields_of(text)):
+            found.setdefault(FIELDS[placeholder], []).append(name)
+    return found
+
+
+def mismatch_message(found: Mapping[str, Sequence[str]]) -> str:
+    """Return the start-up error for ``mismatches``: which setting, which prompts, what to do."""
+    lines = [
+        f"голосовые подсказки {', '.join(names)} записаны не для текущего значения {setting}"
+        for setting, names in sorted(found.items())
+    ]
+    lines.append(
+        "перезапишите их командой `onerpa-support prompts` с теми же настройками "
+        "(и обновите звуки на Asterisk), иначе звонящие услышат не то, что задано"
+    )
+    return "; ".join(lines)
 
 
 def text_sha256(text: str) -> str:
@@ -143,8 +215,8 @@ def write_manifest(out_dir: Path, entries: Mapping[str, ManifestEntry]) -> None:
 
 def speakable(text: str) -> str:
     """Return ``text`` with the words of PRONUNCIATION spelled as they are spoken."""
-    for written, spoken in PRONUNCIATION.items():
-        text = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", spoken, text)
+    for written, said in PRONUNCIATION.items():
+        text = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", said, text)
     return text
 
 
@@ -246,10 +318,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def regenerate(
-    table_path: Path = DEFAULT_TABLE, out_dir: Path = DEFAULT_OUT_DIR, *, force: bool = False
+    table_path: Path = DEFAULT_TABLE,
+    out_dir: Path = DEFAULT_OUT_DIR,
+    *,
+    values: Mapping[str, str],
+    force: bool = False,
 ) -> Plan:
-    """Render the prompts whose text changed, drop orphans, and update the manifest."""
-    table = read_table(table_path)
+    """Render the prompts whose filled-in text changed, drop orphans, update the manifest."""
+    table = fill(read_table(table_path), values)
     manifest = read_manifest(out_dir)
     present = {p.stem for p in out_dir.glob("*.wav")} if out_dir.exists() else set()
     todo = plan(table, manifest, present, force=force)
@@ -268,10 +344,15 @@ def regenerate(
 
 
 def add_studio_recording(
-    name: str, recording: Path, table_path: Path = DEFAULT_TABLE, out_dir: Path = DEFAULT_OUT_DIR
+    name: str,
+    recording: Path,
+    table_path: Path = DEFAULT_TABLE,
+    out_dir: Path = DEFAULT_OUT_DIR,
+    *,
+    values: Mapping[str, str],
 ) -> Path:
     """Install a studio recording of a table prompt and mark it ``studio`` in the manifest."""
-    table = read_table(table_path)
+    table = fill(read_table(table_path), values)
     if name not in table:
         raise PromptError(f"{name!r} is not in {table_path}")
     target = import_recording(name, recording, out_dir)
@@ -309,18 +390,22 @@ def add_studio_recording(
 def prompts_command(
     table: Path, out_dir: Path, force: bool, studio: tuple[str, Path] | None
 ) -> None:
-    """Render the voice prompts whose text changed in the prompt table."""
+    """Render the voice prompts whose text or settings (hours, e-mail) changed."""
+    values = values_for(load_settings())
     for tool in ("espeak-ng", "sox") if studio is None else ("sox",):
         if shutil.which(tool) is None:
-            raise click.ClickException(f"{tool} is not installed (apt-get install {tool})")
+            raise click.ClickException(f"{tool} не установлен (apt-get install {tool})")
     try:
         if studio is not None:
-            path = add_studio_recording(studio[0], studio[1], table, out_dir)
-            click.echo(f"installed studio recording {path}")
+            path = add_studio_recording(studio[0], studio[1], table, out_dir, values=values)
+            click.echo(f"студийная запись установлена: {path}")
             return
-        todo = regenerate(table, out_dir, force=force)
+        todo = regenerate(table, out_dir, values=values, force=force)
     except (PromptError, subprocess.CalledProcessError) as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f"rendered {len(todo.render)}, removed {len(todo.orphans)}, in {out_dir}")
+    click.echo(f"записано: {len(todo.render)}, удалено: {len(todo.orphans)}, в {out_dir}")
     for name in todo.stale_studio:
-        click.echo(f"warning: studio prompt {name} no longer matches its text", err=True)
+        click.echo(
+            f"внимание: студийная запись {name} не совпадает с текстом: запишите её заново",
+            err=True,
+        )

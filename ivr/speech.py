@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from onerpa.entitlement import Lapsed
+
 GREETING = "onerpa-greeting"
 CLOSED = "onerpa-closed"
+SHORT_DAY = "onerpa-short-day"
 NEXT_OPEN = "onerpa-next-open"
+HOURS = "onerpa-hours"
 CLOSED_EMAIL = "onerpa-closed-email"
+NUMBER_WITHHELD = "onerpa-number-withheld"
+NUMBER_UNKNOWN = "onerpa-number-unknown"
 ENTER_NUMBER = "onerpa-enter-number"
 NUMBER_NOT_FOUND = "onerpa-number-not-found"
 NOT_CUSTOMER = "onerpa-not-customer"
@@ -22,8 +28,13 @@ INVALID_CHOICE = "onerpa-invalid-choice"
 CONNECTING = "onerpa-connecting"
 BUG_FLAGGED = "onerpa-bug-flagged"
 NOT_ENTITLED = "onerpa-not-entitled"
+SUBSCRIPTION_ENDED = "onerpa-subscription-ended"
+NOTHING_BOUGHT = "onerpa-nothing-bought"
 BUG_OFFER = "onerpa-bug-offer"
 BUY_UPDATES = "onerpa-buy-updates"
+RENEW_SUBSCRIPTION = "onerpa-renew-subscription"
+RENEW_BOTH = "onerpa-renew-both"
+BUY_LICENCE = "onerpa-buy-licence"
 SALES_OFFER = "onerpa-sales-offer"
 GOODBYE = "onerpa-goodbye"
 
@@ -57,6 +68,37 @@ def clock_time(moment: datetime) -> list[str]:
     return prompts
 
 
-def closed_message(now: datetime, opening: datetime | None) -> list[str]:
-    """Return the whole closed-hours message: hours, next opening, e-mail."""
-    return [CLOSED, *next_opening(now, opening), CLOSED_EMAIL]
+def until_time(moment: datetime) -> list[str]:
+    """Return the prompts for "until HH" and, on a five-minute mark, "MM minutes"."""
+    prompts = [f"onerpa-until-hour-{moment.hour}"]
+    if moment.minute and moment.minute % 5 == 0:
+        prompts.append(f"onerpa-until-minutes-{moment.minute}")
+    return prompts
+
+
+def closed_message(
+    now: datetime, opening: datetime | None, closed_early: datetime | None = None
+) -> list[str]:
+    """Return the whole closed-hours message: closed, a short day's end, next opening,
+    the weekly hours, the e-mail. ``closed_early`` is when a short day closed today."""
+    short = [SHORT_DAY, *until_time(closed_early)] if closed_early else []
+    return [CLOSED, *short, *next_opening(now, opening), HOURS, CLOSED_EMAIL]
+
+
+# What ran out, and what renews it (entitlement.lapsed).
+_LAPSED = {
+    Lapsed.LICENCE: ([NOT_ENTITLED], BUY_UPDATES),
+    Lapsed.SUBSCRIPTION: ([SUBSCRIPTION_ENDED], RENEW_SUBSCRIPTION),
+    Lapsed.BOTH: ([NOT_ENTITLED, SUBSCRIPTION_ENDED], RENEW_BOTH),
+    Lapsed.NOTHING: ([NOTHING_BOUGHT], BUY_LICENCE),
+}
+
+
+def not_entitled(lapsed: Lapsed) -> list[str]:
+    """Return the prompts that say what ran out."""
+    return _LAPSED[lapsed][0]
+
+
+def renewal(lapsed: Lapsed) -> str:
+    """Return the prompt that says what renews free support."""
+    return _LAPSED[lapsed][1]

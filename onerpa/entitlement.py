@@ -195,16 +195,41 @@ def _has_licence_before(licences: Sequence[Licence], moment: datetime) -> bool:
     return any(licence.purchased_on <= today for licence in licences)
 
 
+class Lapsed(StrEnum):
+    """What a caller without free support once had: what ran out, so what renews it."""
+
+    LICENCE = "licence"  # a purchase whose free year (and any updates) ran out
+    SUBSCRIPTION = "subscription"  # an online-service subscription that ended
+    BOTH = "both"
+    NOTHING = "nothing"  # neither a purchase nor a subscription before this moment
+
+
+def lapsed(records: CallerRecords, at: datetime) -> Lapsed:
+    """Tell what the caller's free support ran out of at ``at`` (call when not entitled)."""
+    today = _aware(at).astimezone(MOSCOW).date()
+    licence = any(lic.purchased_on <= today for lic in records.licences)
+    subscription = any(sub.starts_on <= today for sub in records.subscriptions)
+    if licence and subscription:
+        return Lapsed.BOTH
+    if licence:
+        return Lapsed.LICENCE
+    return Lapsed.SUBSCRIPTION if subscription else Lapsed.NOTHING
+
+
 def _not_entitled_text(records: CallerRecords, moment: datetime) -> str:
     today = moment.astimezone(MOSCOW).date()
     past = [lic for lic in records.licences if lic.purchased_on <= today]
-    if not past:
+    ended = [sub for sub in records.subscriptions if sub.starts_on <= today]
+    if not past and not ended:
         return "Не положено: нет покупок OneRPA и действующей подписки"
+    if not past:
+        return f"Не положено: подписка на {ended[-1].service} закончилась, покупок программ нет"
     latest = max(past, key=lambda lic: lic.purchased_on)
     last = last_free_day_after_purchase(latest.purchased_on)
+    subscription = "подписка закончилась" if ended else "подписки нет"
     return (
         f"Не положено: бесплатный год истёк {_ru(last)}, обновления не куплены, "
-        "подписки нет; бесплатно только при грубой ошибке (баге)"
+        f"{subscription}; бесплатно только при грубой ошибке (баге)"
     )
 
 

@@ -104,6 +104,15 @@ def next_opening(calendar: SupportCalendar, at: datetime) -> datetime | None:
     return None
 
 
+def closed_early(calendar: SupportCalendar, at: datetime) -> datetime | None:
+    """Return when a short pre-holiday day closed, if ``at`` falls after it on that day."""
+    local = _localize(calendar, at)
+    today = opening_on(calendar, local.date())
+    if today is None or local < today[1] or not is_pre_holiday(calendar, local.date()):
+        return None
+    return today[1]
+
+
 def is_working_day(calendar: SupportCalendar, day: date) -> bool:
     """Return True when ``day`` is a working day of the line."""
     return _hours_on(calendar, day) is not None

@@ -89,6 +89,7 @@ def test_closed_line_says_hours_next_opening_and_email(
         "onerpa-closed",
         "onerpa-next-open",
         *when,
+        "onerpa-hours",
         "onerpa-closed-email",
     ]
     assert result.variables["ONERPA_ROUTE"] == "closed"
@@ -101,6 +102,7 @@ def test_unknown_number_is_asked_for_customer_number_and_found(engine: Engine) -
         row = line.record(result)
     assert result.prompts == [
         "onerpa-greeting",
+        "onerpa-number-unknown",
         "onerpa-enter-number",
         "onerpa-number-not-found",
         "onerpa-enter-number",

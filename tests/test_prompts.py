@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ivr import prompts
+from ivr import prompts, spoken
 from ivr.prompts import ManifestEntry, PromptError
+from onerpa.settings import Settings
 
 TABLE = prompts.read_table()
+SPOKEN = prompts.spoken_table(Settings.from_env({}))  # as shipped: the default settings
 MANIFEST = prompts.read_manifest(prompts.DEFAULT_OUT_DIR)
 NEEDS_TTS = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("sox") is None,
@@ -23,7 +25,9 @@ NEEDS_TTS = pytest.mark.skipif(
 CALL_FLOW_PROMPTS = [
     "onerpa-greeting",
     "onerpa-closed",
+    "onerpa-short-day",
     "onerpa-next-open",
+    "onerpa-hours",
     "onerpa-closed-email",
     "onerpa-day-today",
     "onerpa-day-tomorrow",
@@ -32,6 +36,10 @@ CALL_FLOW_PROMPTS = [
     *(f"onerpa-month-{n}" for n in range(1, 13)),
     *(f"onerpa-hour-{n}" for n in range(24)),
     *(f"onerpa-minutes-{n}" for n in range(5, 60, 5)),
+    *(f"onerpa-until-hour-{n}" for n in range(24)),
+    *(f"onerpa-until-minutes-{n}" for n in range(5, 60, 5)),
+    "onerpa-number-withheld",
+    "onerpa-number-unknown",
     "onerpa-enter-number",
     "onerpa-number-not-found",
     "onerpa-not-customer",
@@ -41,8 +49,13 @@ CALL_FLOW_PROMPTS = [
     "onerpa-connecting",
     "onerpa-bug-flagged",
     "onerpa-not-entitled",
+    "onerpa-subscription-ended",
+    "onerpa-nothing-bought",
     "onerpa-bug-offer",
     "onerpa-buy-updates",
+    "onerpa-renew-subscription",
+    "onerpa-renew-both",
+    "onerpa-buy-licence",
     "onerpa-sales-offer",
     "onerpa-goodbye",
     "onerpa-queue-busy",
@@ -78,7 +91,7 @@ def test_every_prompt_has_a_telephone_wav(name: str) -> None:
 def test_manifest_matches_the_table_text(name: str) -> None:
     entry = MANIFEST.get(name)
     assert entry is not None, f"{name} is not in the manifest: run `onerpa-support prompts`"
-    assert entry.sha256 == prompts.text_sha256(TABLE[name]), (
+    assert entry.sha256 == prompts.text_sha256(SPOKEN[name]), (
         f"{name}: the text changed since the audio was made: run `onerpa-support prompts`"
         + (" (a studio recording: record it again)" if entry.source == "studio" else "")
     )
@@ -89,9 +102,95 @@ def test_no_wav_without_a_table_entry() -> None:
     assert sorted(shipped - set(TABLE)) == []
 
 
-def test_email_is_spelled_for_the_listener() -> None:
-    with_email = [t for t in TABLE.values() if "собака" in t]
-    assert with_email and all("info собака onerpa точка ru" in t for t in with_email)
+def test_no_prompt_writes_the_address_or_the_hours_out() -> None:
+    # Written out, they would not follow ONERPA_SUPPORT_EMAIL / ONERPA_HOURS.
+    assert [n for n, t in TABLE.items() if "собака" in t or "с девяти до" in t] == []
+
+
+def test_shipped_prompts_give_the_default_address_spelled_for_the_listener() -> None:
+    with_email = [n for n, t in TABLE.items() if "{email}" in t]
+    assert len(with_email) >= 5
+    assert all("info собака onerpa точка ru" in SPOKEN[n] for n in with_email)
+
+
+@pytest.mark.parametrize(
+    "name", ["onerpa-closed-email", "onerpa-queue-busy", "onerpa-refused", "onerpa-not-customer"]
+)
+def test_every_message_that_gives_the_address_promises_the_72_hour_answer(name: str) -> None:
+    assert "{email}" in TABLE[name]
+    assert "в течение семидесяти двух часов" in TABLE[name]
+
+
+def test_prompts_follow_the_email_setting() -> None:
+    texts = prompts.spoken_table(Settings.from_env({"ONERPA_SUPPORT_EMAIL": "help@onerpa.ru"}))
+    said = [t for t in texts.values() if "собака" in t]
+    assert said and all("help собака onerpa точка ru" in t for t in said)
+    assert not any("info" in t for t in texts.values())
+
+
+def test_hours_prompt_follows_the_hours_setting() -> None:
+    settings = Settings.from_env({"ONERPA_HOURS": "mon-fri 10:00-18:00"})
+    text = prompts.spoken_table(settings)["onerpa-hours"]
+    assert (
+        text == "Мы работаем по рабочим дням с десяти до восемнадцати часов по московскому времени."
+    )
+
+
+def test_shipped_audio_matches_the_default_settings() -> None:
+    assert prompts.mismatches(Settings.from_env({})) == {}
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "prompt"),
+    [
+        ({"ONERPA_SUPPORT_EMAIL": "help@onerpa.ru"}, "ONERPA_SUPPORT_EMAIL", "onerpa-closed-email"),
+        ({"ONERPA_HOURS": "mon-fri 10:00-18:00"}, "ONERPA_HOURS", "onerpa-hours"),
+        ({"ONERPA_TIMEZONE": "Asia/Yekaterinburg"}, "ONERPA_HOURS", "onerpa-hours"),
+    ],
+)
+def test_audio_for_other_settings_is_named_by_the_setting(
+    env: dict[str, str], setting: str, prompt: str
+) -> None:
+    found = prompts.mismatches(Settings.from_env(env))
+    assert list(found) == [setting]
+    assert prompt in found[setting]
+    message = prompts.mismatch_message(found)
+    assert setting in message and "onerpa-support prompts" in message
+
+
+def test_an_unknown_placeholder_is_named() -> None:
+    with pytest.raises(PromptError, match=r"onerpa-a: unknown placeholder \{phone\}"):
+        prompts.fill({"onerpa-a": "Звоните {phone}."}, {"email": "x"})
+
+
+@pytest.mark.parametrize(
+    ("weekly", "said"),
+    [
+        ("mon-fri 09:00-17:00", "по рабочим дням с девяти до семнадцати часов"),
+        ("mon-fri 10:00-18:00", "по рабочим дням с десяти до восемнадцати часов"),
+        (
+            "mon-thu 09:30-18:00; fri 09:00-16:45",
+            "с понедельника по четверг с девяти тридцати до восемнадцати часов, "
+            "в пятницу с девяти до шестнадцати сорока пяти",
+        ),
+        ("mon-sat 08:00-21:00", "с понедельника по субботу с восьми до двадцати одного часа"),
+        ("mon-fri 09:05-17:00", "по рабочим дням с девяти ноль пяти до семнадцати часов"),
+    ],
+)
+def test_hours_are_said_in_russian(weekly: str, said: str) -> None:
+    calendar = Settings.from_env({"ONERPA_HOURS": weekly}).calendar
+    assert spoken.hours(calendar) == f"{said} по московскому времени"
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("info@onerpa.ru", "info собака onerpa точка ru"),
+        ("help-desk@one_rpa.ru", "help дефис desk собака one подчёркивание rpa точка ru"),
+    ],
+)
+def test_email_is_said_sign_by_sign(address: str, said: str) -> None:
+    assert spoken.email(address) == said
 
 
 def test_parse_table_skips_comments_and_blank_lines() -> None:
@@ -179,7 +278,7 @@ def test_command_renders_only_what_changed_and_keeps_studio_files(tmp_path: Path
 
     first = runner.invoke(prompts.prompts_command, args)
     assert first.exit_code == 0, first.output
-    assert "rendered 2" in first.output
+    assert "записано: 2" in first.output
 
     recording = prompts.render("studio-take", "Запись из студии.", tmp_path)
     studio = runner.invoke(prompts.prompts_command, [*args, "--studio", "onerpa-a", str(recording)])
@@ -189,8 +288,32 @@ def test_command_renders_only_what_changed_and_keeps_studio_files(tmp_path: Path
     table.write_text("onerpa-a\tПервый.\nonerpa-b\tВторой, исправленный.\n", encoding="utf-8")
     again = runner.invoke(prompts.prompts_command, args)
     assert again.exit_code == 0, again.output
-    assert "rendered 1" in again.output
+    assert "записано: 1" in again.output
     assert (out / "onerpa-a.wav").read_bytes() == studio_bytes
     manifest = prompts.read_manifest(out)
     assert manifest["onerpa-a"].source == "studio"
     assert manifest["onerpa-b"].sha256 == prompts.text_sha256("Второй, исправленный.")
+
+
+@NEEDS_TTS
+def test_command_renders_for_the_settings_and_the_check_then_passes(tmp_path: Path) -> None:
+    table = tmp_path / "prompts.tsv"
+    out = tmp_path / "ru"
+    table.write_text("onerpa-a\tПишите на адрес {email}.\nonerpa-b\tБез адреса.\n")
+    env = {"ONERPA_SUPPORT_EMAIL": "help@onerpa.ru"}
+    settings = Settings.from_env(env)
+    assert prompts.mismatches(settings, table, out) == {"ONERPA_SUPPORT_EMAIL": ["onerpa-a"]}
+
+    done = CliRunner().invoke(
+        prompts.prompts_command, ["--table", str(table), "--out", str(out)], env=env
+    )
+
+    assert done.exit_code == 0, done.output
+    manifest = prompts.read_manifest(out)
+    assert manifest["onerpa-a"].sha256 == prompts.text_sha256(
+        "Пишите на адрес help собака onerpa точка ru."
+    )
+    assert prompts.mismatches(settings, table, out) == {}
+    assert prompts.mismatches(Settings.from_env({}), table, out) == {
+        "ONERPA_SUPPORT_EMAIL": ["onerpa-a"]
+    }

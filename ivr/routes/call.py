@@ -62,6 +62,8 @@ class CallLog:
         env = channel.env
         raw = env.get("agi_callerid", "")
         self.e164 = normalize(raw)
+        # The rules that depend on the moment (hours above all) hold from here to the end.
+        self.arrived_at = services.clock()
         self.record(
             uniqueid=env.get("agi_uniqueid", "")[:64],
             linkedid=env.get("agi_linkedid", env.get("agi_uniqueid", ""))[:64],
@@ -69,7 +71,7 @@ class CallLog:
             callerid_raw=stored_text(raw),
             callerid_name=stored_text(env.get("agi_calleridname", "")),
             caller_e164=self.e164,
-            arrived_at=services.clock(),
+            arrived_at=self.arrived_at,
             server=services.server,
             status=CallStatus.IN_IVR.value,
             step=self.step,
@@ -84,6 +86,10 @@ class CallLog:
         moment = self.services.clock().astimezone(UTC)
         self.step_times.append(f"{step} {moment.isoformat(timespec='milliseconds')}")
         self.record(step=step, step_times="; ".join(self.step_times), **fields)
+
+    def identified(self, card: CustomerCard, identified_by: str) -> None:
+        """Keep the customer on the record as soon as they are known."""
+        self.record(customer_id=card.customer_id, identified_by=identified_by)
 
     def entered(self, digits: str) -> None:
         self.digits.append(digits)
@@ -126,29 +132,43 @@ def run(channel: AGIChannel, services: Services) -> None:
 
 
 def finish(channel: AGIChannel, services: Services, call: CallLog, outcome: Outcome) -> None:
-    """Record the outcome and hand the call back to the dialplan."""
+    """Hand the call back to the dialplan, then record the outcome."""
     now = services.clock()
-    card = outcome.card
-    call.reached(
-        "routed",
-        decision=outcome.decision,
-        reason=outcome.reason,
-        explanation=outcome.explanation,
-        topic=outcome.topic.value,
-        route=outcome.route.value,
-        customer_id=card.customer_id if card else None,
-        identified_by=outcome.identified_by,
-        degraded=outcome.decision == DECISION_DEGRADED,
-        decided_at=now,
-        left_ivr_at=now,
-        status=_status_after(outcome.route).value,
-        queued_at=now if outcome.route is Route.QUEUE else None,
-    )
-    if _status_after(outcome.route) is CallStatus.ENDED_IVR:
-        # The dialplan hangs up right away; the hang-up hook refines the moment.
-        call.record(ended_at=now, ended_by=EndedBy.SYSTEM.value)
     for name, value in variables(services, call, outcome).items():
         channel.set_variable(name, value)
+    card = outcome.card
+    decided = {
+        "decision": outcome.decision,
+        "reason": outcome.reason,
+        "explanation": outcome.explanation,
+        "topic": outcome.topic.value,
+        "route": outcome.route.value,
+        "customer_id": card.customer_id if card else None,
+        "identified_by": outcome.identified_by,
+        "degraded": outcome.decision == DECISION_DEGRADED,
+        "decided_at": now,
+    }
+    if channel.hung_up:
+        # Gone while the variables were set: the call never left the menu.
+        log.info("call %s: caller hung up as the call was handed back", call.call_ref)
+        call.record(
+            **decided,
+            status=CallStatus.ABANDONED_IVR.value,
+            ended_at=services.clock(),
+            ended_by=EndedBy.CALLER.value,
+        )
+        return
+    status = _status_after(outcome.route)
+    call.reached(
+        "routed",
+        **decided,
+        left_ivr_at=now,
+        status=status.value,
+        queued_at=now if outcome.route is Route.QUEUE else None,
+    )
+    if status is CallStatus.ENDED_IVR:
+        # The dialplan hangs up right away; the hang-up hook refines the moment.
+        call.record(ended_at=now, ended_by=EndedBy.SYSTEM.value)
 
 
 def _status_after(route: Route) -> CallStatus:
@@ -186,23 +206,48 @@ def _flow(channel: AGIChannel, services: Services, call: CallLog) -> Outcome:
     channel.answer()
     call.reached("greeting")
     channel.play(speech.GREETING)
-    now = services.clock()
-    calendar = services.settings.calendar
-    status = hours.line_status(calendar, now)
-    if not status.is_open:
-        call.reached("closed")
-        local = now.astimezone(calendar.zone)
-        opening = status.next_opening.astimezone(calendar.zone) if status.next_opening else None
-        for prompt in speech.closed_message(local, opening):
-            channel.play(prompt)
-        return Outcome(Route.CLOSED, DECISION_CLOSED, "Звонок вне часов работы")
     budget = services.directory.budget(services.settings.decision_budget.total_seconds())
+    # Hours are those of the moment the call arrived, not of the greeting's end.
+    status = hours.line_status(services.settings.calendar, call.arrived_at)
+    if not status.is_open:
+        return _closed(channel, services, call, budget, status)
     try:
         card, identified_by, refusals = _identify(channel, services, call, budget)
     except DirectoryUnavailable as err:
         log.warning("call %s: routed degraded: %s", call.call_ref, err)
         return _degraded(channel, call)
     return _apply_rules(channel, services, call, card, identified_by, refusals)
+
+
+def _closed(
+    channel: AGIChannel,
+    services: Services,
+    call: CallLog,
+    budget: Budget,
+    status: hours.LineStatus,
+) -> Outcome:
+    """Tell a caller out of hours when we open; still note who called."""
+    call.reached("closed")
+    card = None
+    if call.e164:
+        try:
+            card = budget.by_phone(call.e164).card
+        except DirectoryUnavailable as err:
+            log.info("call %s: closed; caller not looked up: %s", call.call_ref, err)
+    if card is not None:
+        call.identified(card, "caller_id")
+    calendar = services.settings.calendar
+    local = call.arrived_at.astimezone(calendar.zone)
+    opening = status.next_opening.astimezone(calendar.zone) if status.next_opening else None
+    for prompt in speech.closed_message(local, opening, hours.closed_early(calendar, local)):
+        channel.play(prompt)
+    return Outcome(
+        Route.CLOSED,
+        DECISION_CLOSED,
+        "Звонок вне часов работы",
+        card=card,
+        identified_by="caller_id" if card else None,
+    )
 
 
 def _identify(
@@ -214,11 +259,15 @@ def _identify(
     if call.e164:
         found = budget.by_phone(call.e164)
         if found.card is not None:
+            call.identified(found.card, "caller_id")
             return found.card, "caller_id", ()
         refusals = found.number_refusals
         if entitlement.active_refusal(refusals, services.clock()):
             return None, None, refusals  # a refused number is not asked for digits
+    channel.play(speech.NUMBER_UNKNOWN if call.e164 else speech.NUMBER_WITHHELD)
     card = _ask_customer_number(channel, services, call, budget)
+    if card is not None:
+        call.identified(card, "digits")
     return card, "digits" if card else None, refusals
 
 
@@ -300,10 +349,15 @@ def _not_entitled(
     now: datetime,
 ) -> Outcome:
     call.reached("not_entitled")
-    channel.play(speech.NOT_ENTITLED)
+    lapsed = entitlement.lapsed(records or entitlement.CallerRecords(), now)
+    for prompt in speech.not_entitled(lapsed):
+        channel.play(prompt)
+    # The critical-bug exception is for those who bought the software (the support rules).
+    bug = lapsed in (entitlement.Lapsed.LICENCE, entitlement.Lapsed.BOTH)
     sales = services.settings.sales_extension
-    choice = _menu(channel, call, [speech.BUG_OFFER] + ([speech.SALES_OFFER] if sales else []))
-    if choice == "1":
+    offers = ([speech.BUG_OFFER] if bug else []) + ([speech.SALES_OFFER] if sales else [])
+    choice = _menu(channel, call, offers) if offers else ""
+    if choice == "1" and bug:
         bug = entitlement.decide(records, now, critical_bug=True)
         channel.play(speech.BUG_FLAGGED)
         return replace(
@@ -315,7 +369,7 @@ def _not_entitled(
         )
     if choice == "2" and sales:
         return replace(base, route=Route.SALES, topic=Topic.LICENSING)
-    channel.play(speech.BUY_UPDATES)
+    channel.play(speech.renewal(lapsed))
     return replace(base, route=Route.NOT_ENTITLED)
 
 
