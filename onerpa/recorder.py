@@ -348,6 +348,53 @@ def _system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+class _Outage:
+    """Log a database outage once, then a summary now and then, then the recovery.
+
+    Retrying every half second, a line per failure would bury everything else in the log.
+    """
+
+    def __init__(self, summary_every: float) -> None:
+        self.summary_every = summary_every
+        self.since: float | None = None
+        self.next_summary = 0.0
+        self.failures = 0
+
+    def failed(self, err: BaseException, pending: int) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.since is None:
+            self.since, self.next_summary, self.failures = now, now + self.summary_every, 1
+            log.warning(
+                "database unavailable, call records wait in memory (%d calls): %s",
+                pending,
+                _first_line(err),
+            )
+        elif now >= self.next_summary:
+            self.next_summary = now + self.summary_every
+            log.warning(
+                "database still unavailable after %.0f s (%d tries): %d calls' records waiting",
+                now - self.since,
+                self.failures,
+                pending,
+            )
+
+    def recovered(self, pending: int) -> None:
+        if self.since is None:
+            return
+        log.warning(
+            "database available again after %.0f s; call records written (%d calls still queued)",
+            time.monotonic() - self.since,
+            pending,
+        )
+        self.since = None
+
+
+def _first_line(err: BaseException) -> str:
+    # SQLAlchemy appends the statement and a link on lines of their own.
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 class CallRecorder:
     """Buffer call changes and write them to the database in the background."""
 
@@ -360,6 +407,7 @@ class CallRecorder:
         retry_delay: float = 0.5,
         orphan_grace: float = 10.0,
         linger: float = 0.05,
+        outage_summary: float = 60.0,
         on_error: Callable[[Exception], None] | None = None,
         on_record: Callable[[str, Mapping[str, Any]], None] | None = None,
         clock: Callable[[], datetime] = _system_clock,
@@ -378,6 +426,7 @@ class CallRecorder:
         # Calls not stored yet: (first "not stored" answer, next try), monotonic seconds.
         self._orphans: dict[CallKey, tuple[float, float]] = {}
         self._lost = 0
+        self._outage = _Outage(outage_summary)
         self._thread = threading.Thread(target=self._run, name="call-recorder", daemon=True)
         self._thread.start()
 
@@ -509,10 +558,11 @@ class CallRecorder:
             log.warning("a batch of call records was rejected; writing them one by one: %s", err)
             return self._write_each(keys, now)
         except (SQLAlchemyError, OSError) as err:
-            log.warning("call records not written yet (%d pending): %s", len(self._pending), err)
+            self._outage.failed(err, len(self._pending))
             if self.on_error is not None:
                 self.on_error(err)
             return False
+        self._outage.recovered(len(self._pending) - len(keys) + len(missing))
         self._settle(keys, missing)
         return True
 
@@ -533,14 +583,13 @@ class CallRecorder:
                 if self.on_error is not None:
                     self.on_error(err)
             except (SQLAlchemyError, OSError) as err:
-                log.warning(
-                    "call records not written yet (%d pending): %s", len(self._pending), err
-                )
+                self._outage.failed(err, len(self._pending))
                 if self.on_error is not None:
                     self.on_error(err)
                 self._settle(done + missing, missing)
                 return False
             done.append(key)
+        self._outage.recovered(len(self._pending) - len(done))
         self._settle(done + missing, missing)
         return True
 

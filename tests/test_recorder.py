@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 
+from onerpa import recorder as recorder_module
 from onerpa.models import Call
 from onerpa.recorder import CallKey, CallRecorder, Change, End, Source
 
@@ -66,6 +68,41 @@ def test_changes_made_while_database_is_away_are_written_when_it_returns(engine:
     recorder.close()
     with engine.connect() as conn:
         assert conn.scalar(select(Call.status).where(Call.call_ref == "during-outage")) == "queued"
+
+
+def test_an_outage_is_logged_once_then_its_end(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage = Outage(engine)
+    errors: list[Exception] = []
+    recorder = CallRecorder(engine, retry_delay=0.01, outage_summary=3600, on_error=errors.append)
+    outage.down = True
+    with caplog.at_level(logging.WARNING, logger="onerpa.recorder"):
+        recorder.record("during-outage", arrived_at=T0, status="queued")
+        assert not recorder.flush(timeout=0.5)
+        outage.down = False
+        assert recorder.flush(timeout=5)
+    recorder.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(errors) >= 5, "the writer retried many times"
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("database unavailable, call records wait in memory (1 calls)")
+    assert "\n" not in lines[0], "one line, without the SQL statement"
+    assert lines[1].startswith("database available again after")
+
+
+def test_a_long_outage_gets_periodic_summaries(caplog: pytest.LogCaptureFixture) -> None:
+    outage = recorder_module._Outage(summary_every=0)
+    with caplog.at_level(logging.WARNING, logger="onerpa.recorder"):
+        for pending in (3, 4, 5):
+            outage.failed(OperationalError("SELECT 1", {}, Exception("refused")), pending)
+        outage.recovered(0)
+        outage.recovered(0)  # nothing more to say once back
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4
+    assert "database still unavailable" in lines[1] and "(2 tries): 4 calls'" in lines[1]
+    assert "(3 tries): 5 calls'" in lines[2]
+    assert lines[3].startswith("database available again")
 
 
 def test_overflowing_buffer_counts_and_logs_the_loss(

@@ -124,7 +124,9 @@ def test_database_down_before_calls_routes_them_degraded_and_writes_them_when_ba
     for result, elapsed in placed:
         assert_degraded_in_budget(result, elapsed)
     assert waiting == len(CALLERS)
-    assert any("call records not written yet" in r.getMessage() for r in caplog.records)
+    outage = [r.getMessage() for r in caplog.records if r.name == "onerpa.recorder"]
+    assert sum("database unavailable" in line for line in outage) == 1, outage
+    assert any("database available again" in line for line in outage)
     refs = call_refs(results)
     assert missing_records(postgres, refs) == []
     with postgres.connect() as conn:
