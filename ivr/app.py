@@ -25,12 +25,19 @@ def build_services(
     clock: Callable[[], datetime] = system_clock,
     lookup_workers: int | None = None,
     metrics: ProcessMetrics | None = None,
+    records: Engine | None = None,
 ) -> Services:
-    """Return the services a route runs with, on ``engine``, reporting to ``metrics``."""
+    """Return the services a route runs with, on ``engine``, reporting to ``metrics``.
+
+    The calls are recorded in ``records`` when given (a private simulation's scratch
+    database, so the line's own records stay untouched), else in ``engine``.
+    """
     metrics = metrics or ProcessMetrics()
     workers = lookup_workers or settings.lookup_workers or db.concurrent_reads(engine)
     recorder = CallRecorder(
-        engine, on_error=metrics.database_error("record"), on_record=metrics.on_record
+        engine if records is None else records,
+        on_error=metrics.database_error("record"),
+        on_record=metrics.on_record,
     )
     metrics.watch_recorder(recorder)
     return Services(

@@ -15,6 +15,9 @@ FastAGI::
 Classic AGI::
 
     result = call.run_classic([sys.executable, "-m", "ivr.classic"])
+
+After ``ONERPA_ROUTE=queue``, :func:`answer_in_queue` plays an agent answering: the dialplan's
+agent-connect gosub and hang-up handler, with the variables app_queue sets.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
+from ivr import dialplan
 from ivr.dialplan import CONTEXT_INBOUND
 
 ASTERISK_VERSION = "22.10.1"
@@ -239,6 +243,7 @@ class EmulatedCall:
     variables: Mapping[str, str] = field(default_factory=dict)  # set by the dialplan
     dead_at_start: bool = False  # AGI from the h extension or a hang-up handler
     hangup_cause: int = 16
+    hangup_source: str = ""  # CHANNEL(hangupsource): the channel whose side hung up
     agisighup: bool = True  # Set(AGISIGHUP=no) -> False
     agiexitonhangup: bool = False  # Set(AGIEXITONHANGUP=yes) -> True
     sounds_dir: Path | str = DEFAULT_SOUNDS_DIR
@@ -327,6 +332,121 @@ class CallHandle:
 def in_thread(target: Callable[..., CallResult], *args: Any, **kwargs: Any) -> CallHandle:
     """Run e.g. ``call.run_fastagi`` in a background thread."""
     return CallHandle(target, *args, **kwargs)
+
+
+# -- the queue: an agent answers ------------------------------------------------------------
+
+DEFAULT_QUEUE = "onerpa-support"  # ONERPA_DEFAULT_QUEUE of extensions.conf
+
+
+@dataclass(frozen=True)
+class AgentAnswer:
+    """An agent answering a queued call: who, after how long in the queue, who hangs up."""
+
+    interface: str  # the member's interface, e.g. PJSIP/101 (MEMBERINTERFACE)
+    name: str = ""  # its name in queues.conf (MEMBERNAME); app_queue uses the interface if none
+    wait: float = 0.0  # seconds in the queue before the answer
+    talk: float = 0.0  # seconds of conversation
+    hung_up_by: Literal["caller", "agent"] = "caller"
+
+
+@dataclass
+class QueueResult:
+    """The two hook AGIs the dialplan ran for an answered queue call."""
+
+    answer: AgentAnswer
+    connect: CallResult  # the agent-connect gosub, on the member's channel
+    hangup: CallResult  # the hang-up handler, on the caller's channel
+
+
+def answer_in_queue(
+    call: EmulatedCall,
+    result: CallResult,
+    address: tuple[str, int],
+    answer: AgentAnswer,
+    *,
+    lived: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> QueueResult:
+    """Play what follows ``ONERPA_ROUTE=queue`` as Asterisk 22 and extensions.conf do.
+
+    ``call`` and its ``result`` are the call AGI's; ``lived`` is how long the caller's channel
+    existed before Queue(). The caller waits, the agent answers (the agent-connect gosub runs
+    on the member's channel), they talk, one side hangs up (the hang-up handler runs on the
+    caller's channel). ``sleep`` passes the wait and the talk.
+    """
+    caller_channel = result.env.get("agi_channel", "")
+    caller_uid = result.env.get("agi_uniqueid", "")
+    linkedid = call.linkedid or caller_uid
+    member_channel = f"{answer.interface}-{next(_SEQUENCE):08x}"
+    variables = result.variables
+    call_id = variables.get(dialplan.VAR_CALL_ID, "")
+    queue = variables.get(dialplan.VAR_QUEUE) or DEFAULT_QUEUE
+    member = {
+        "MEMBERINTERFACE": answer.interface,
+        "MEMBERNAME": answer.name or answer.interface,
+        "QEHOLDTIME": str(int(answer.wait)),  # whole seconds, as app_queue counts them
+        "QEORIGINALPOS": "1",
+        "QUEUENAME": queue,
+    }
+    sleep(answer.wait)
+    connect = EmulatedCall(
+        # app_queue gives the member's channel the number the caller dialled as caller ID.
+        caller=call.dnid,
+        args=[call_id, linkedid],  # AGI(agi://${SERVER}/agent-connect,${CALL_ID},linkedid)
+        channel=member_channel,
+        linkedid=linkedid,
+        context=dialplan.CONTEXT_AGENT_CONNECT,
+        priority=6,
+        answered=True,
+        variables=member,
+        timeout=call.timeout,
+    ).run_fastagi(address, dialplan.SCRIPT_AGENT_CONNECT)
+    sleep(answer.talk)
+    ended = EmulatedCall(
+        caller=call.caller,
+        # The dialplan shows the summary as the caller's name before Queue().
+        name=variables.get(dialplan.VAR_SUMMARY) or call.name,
+        args=[call_id, caller_uid],  # AGI(agi://${SERVER}/hangup,${ONERPA_CALL_ID},${UNIQUEID})
+        dnid=call.dnid,
+        language=call.language,
+        channel=caller_channel,
+        uniqueid=caller_uid,
+        linkedid=linkedid,
+        context=dialplan.CONTEXT_HANGUP,
+        priority=4,
+        answered=True,
+        dead_at_start=True,
+        hangup_source=caller_channel if answer.hung_up_by == "caller" else member_channel,
+        variables={
+            **variables,
+            **member,
+            "FASTAGI_SERVER": f"{address[0]}:{address[1]}",
+            "SUPPORT_QUEUE": queue,
+            **_queue_times(answer, lived),
+        },
+        timeout=call.timeout,
+    ).run_fastagi(address, dialplan.SCRIPT_HANGUP)
+    return QueueResult(answer, connect, ended)
+
+
+def _queue_times(answer: AgentAnswer, lived: float) -> dict[str, str]:
+    """The timing variables app_queue leaves on the caller's channel of an answered call.
+
+    As recorded from Asterisk 22: QUEUEWAIT in whole seconds and QUEUEWAIT_MS the same times
+    1000; ANSWEREDTIME the talk; DIALEDTIME the caller channel's whole life, not Queue()'s.
+    """
+    waited = int(answer.wait)
+    talk_ms = round(answer.talk * 1000)
+    life_ms = round((lived + answer.wait) * 1000) + talk_ms
+    return {
+        "QUEUEWAIT": str(waited),
+        "QUEUEWAIT_MS": str(waited * 1000),
+        "ANSWEREDTIME": str(talk_ms // 1000),
+        "ANSWEREDTIME_MS": str(talk_ms),
+        "DIALEDTIME": str(life_ms // 1000),
+        "DIALEDTIME_MS": str(life_ms),
+    }
 
 
 def parse_args(line: str) -> list[str]:
@@ -831,6 +951,7 @@ class _Session:
                 "linkedid": self.linkedid,
                 "channeltype": self.channel.split("/", 1)[0],
                 "state": "Up" if self.up else "Ring",
+                "hangupsource": self.call.hangup_source,
             }
             return values.get(part)
         if function == "DB":

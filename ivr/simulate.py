@@ -3,22 +3,50 @@
 The real call flow runs against the Asterisk emulator: in-process on a private FastAGI
 server (with the clock at ``--at`` if given), or against a running server with ``--server``.
 It prints what the caller hears (the texts of the prompts), what they pressed, and the
-decision and route the dialplan would act on.
+decision and route the dialplan would act on. With ``--agent`` a queued call is then
+answered by that queue member and ended, through the same hooks Asterisk runs.
+
+A private run reads the customer directory from the configured database but records the
+call in a scratch database that is thrown away: the line's history, board, figures and
+metrics never see it.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
 
 import click
+from sqlalchemy import Engine, create_engine
 
 from ivr import dialplan
 from ivr.app import build_services, close_services
-from ivr.emulator import CallResult, EmulatedCall
+from ivr.emulator import AgentAnswer, CallResult, EmulatedCall, QueueResult, answer_in_queue
 from ivr.fastagi import FastAGIServer, start_in_thread
-from ivr.prompts import read_table
+from ivr.prompts import spoken_table
+from onerpa import db
 from onerpa.startup import load_settings, open_database
+
+QUEUES_CONF = Path(__file__).resolve().parents[1] / "asterisk" / "queues.conf"
+DEFAULT_WAIT = 5.0
+DEFAULT_TALK = 120.0
+_LABELS = {
+    "decision": "Решение",
+    "route": "Маршрут",
+    "topic": "Тема",
+    "summary": "Сводка для агента",
+    "call_id": "Номер звонка",
+    "agi_status": "Статус AGI",
+}
+_ENDERS = {"caller": "звонящий", "agent": "агент"}
+
+Played = tuple[CallResult, QueueResult | None]
 
 
 @click.command("simulate-call")
@@ -27,6 +55,27 @@ from onerpa.startup import load_settings, open_database
 @click.option("--at", "at", default=None, help="Moment of the call, ISO 8601 with offset.")
 @click.option("--digits", multiple=True, help="What the caller types at each prompt, in order.")
 @click.option("--server", default=None, help="HOST:PORT of a running FastAGI server.")
+@click.option("--agent", default=None, help="Queue member interface that answers, e.g. PJSIP/101.")
+@click.option("--agent-name", default=None, help="Member name (default: from queues.conf).")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Seconds in the queue before the agent answers (default {DEFAULT_WAIT:g}).",
+)
+@click.option(
+    "--talk",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Seconds the agent and the caller talk (default {DEFAULT_TALK:g}).",
+)
+@click.option(
+    "--hangup",
+    "hung_up_by",
+    type=click.Choice(["caller", "agent"]),
+    default=None,
+    help="Who hangs up after the talk (default caller).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate_command(
     caller: str,
@@ -34,87 +83,231 @@ def simulate_command(
     at: str | None,
     digits: tuple[str, ...],
     server: str | None,
+    agent: str | None,
+    agent_name: str | None,
+    wait: float | None,
+    talk: float | None,
+    hung_up_by: Literal["caller", "agent"] | None,
     as_json: bool,
 ) -> None:
     """Place an emulated call through the real call flow and show what happens."""
     moment = _parse_moment(at) if at else None
     if server and moment:
-        raise click.UsageError("--at cannot move a running server's clock; omit --server")
+        raise click.UsageError("--at не может перевести часы работающего сервера: уберите --server")
+    answer = _agent_answer(agent, agent_name, wait, talk, hung_up_by)
     call = EmulatedCall(caller=caller, name=name, keys=list(digits))
     if server:
-        result = call.run_fastagi(_parse_address(server))
-        if not result.connected:
-            raise click.ClickException(f"no FastAGI server answers at {server}")
+        result, queue = _play(call, _parse_address(server), answer, time.sleep)
     else:
-        result = _run_private(call, moment)
-    report = describe(result)
+        result, queue = _run_private(call, moment, answer)
+    report = describe(result, queue=queue, answer=answer, private=not server)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         click.echo(render(report))
 
 
-def _run_private(call: EmulatedCall, moment: datetime | None) -> CallResult:
+def _agent_answer(
+    interface: str | None,
+    name: str | None,
+    wait: float | None,
+    talk: float | None,
+    hung_up_by: Literal["caller", "agent"] | None,
+) -> AgentAnswer | None:
+    """Return the agent's part the options describe, or None without ``--agent``."""
+    if not interface:
+        if (name, wait, talk, hung_up_by) != (None, None, None, None):
+            raise click.UsageError("--agent-name, --wait, --talk и --hangup требуют --agent")
+        return None
+    return AgentAnswer(
+        interface=interface,
+        name=member_name(interface) if name is None else name,
+        wait=DEFAULT_WAIT if wait is None else wait,
+        talk=DEFAULT_TALK if talk is None else talk,
+        hung_up_by=hung_up_by or "caller",
+    )
+
+
+def member_name(interface: str, path: Path = QUEUES_CONF) -> str:
+    """Return the name ``queues.conf`` gives the member ``interface``; empty if none."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        key, _, value = line.split(";", 1)[0].partition("=>")
+        fields = [part.strip() for part in value.split(",")]
+        if key.strip() == "member" and len(fields) > 2 and fields[0] == interface:
+            return fields[2]
+    return ""
+
+
+def _play(
+    call: EmulatedCall,
+    address: tuple[str, int],
+    answer: AgentAnswer | None,
+    sleep: Callable[[float], None],
+) -> Played:
+    """Play the call at ``address``; then, if it was queued, the agent's ``answer``."""
+    started = time.monotonic()
+    result = call.run_fastagi(address)
+    if not result.connected:
+        raise click.ClickException(f"по адресу {address[0]}:{address[1]} не отвечает FastAGI")
+    if answer is None or result.variables.get(dialplan.VAR_ROUTE) != dialplan.Route.QUEUE:
+        return result, None
+    lived = time.monotonic() - started
+    return result, answer_in_queue(call, result, address, answer, lived=lived, sleep=sleep)
+
+
+class _ScriptedClock:
+    """The private server's clock: the moment of the call, moved on by the wait and talk."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def _run_private(call: EmulatedCall, moment: datetime | None, answer: AgentAnswer | None) -> Played:
     settings = load_settings()
     engine = open_database(settings)
-    clock = (lambda: moment) if moment else (lambda: datetime.now(UTC))
-    services = build_services(settings, engine, clock=clock, lookup_workers=2)
-    server = FastAGIServer(("127.0.0.1", 0), services)
-    start_in_thread(server)
-    try:
-        result = call.run_fastagi(("127.0.0.1", server.port))
-        services.recorder.flush()
-        return result
-    finally:
-        server.shutdown()
-        server.server_close()
-        close_services(services)
-        engine.dispose()
+    clock = _ScriptedClock(moment or datetime.now(UTC))
+    with _scratch_records() as records:
+        services = build_services(settings, engine, clock=clock, lookup_workers=2, records=records)
+        server = FastAGIServer(("127.0.0.1", 0), services)
+        start_in_thread(server)
+        try:
+            # No real waiting: the wait and the talk move the private server's clock.
+            played = _play(call, ("127.0.0.1", server.port), answer, clock.advance)
+            services.recorder.flush()
+            return played
+        finally:
+            server.shutdown()
+            server.server_close()
+            close_services(services)
+            engine.dispose()
 
 
-def describe(result: CallResult) -> dict[str, object]:
+@contextmanager
+def _scratch_records() -> Iterator[Engine]:
+    """Yield an empty database for a private run's call records; delete it afterwards."""
+    with tempfile.TemporaryDirectory(prefix="onerpa-simulate-") as scratch:
+        # Not db.make_engine: its foreign keys would refuse a call whose customer is in the
+        # line's database, and this one holds only the calls.
+        records = create_engine(
+            f"sqlite:///{Path(scratch) / 'calls.sqlite3'}",
+            connect_args={"check_same_thread": False},
+        )
+        try:
+            db.migrate(records)
+            yield records
+        finally:
+            records.dispose()
+
+
+def describe(
+    result: CallResult,
+    *,
+    queue: QueueResult | None = None,
+    answer: AgentAnswer | None = None,
+    private: bool = False,
+) -> dict[str, object]:
     """Return what happened on the call, in words a support manager reads."""
-    texts = read_table()
+    texts = spoken_table(load_settings())
     variables = result.variables
     return {
         "heard": [{"prompt": p, "text": texts.get(p, "")} for p in result.prompts],
         "pressed": [d for d in result.digits if d],
         "decision": variables.get(dialplan.VAR_DECISION, ""),
-        "route": variables.get(dialplan.VAR_ROUTE, "") or "(none: the dialplan's fallback)",
+        "route": variables.get(dialplan.VAR_ROUTE, ""),
         "topic": variables.get(dialplan.VAR_TOPIC, ""),
         "summary": variables.get(dialplan.VAR_SUMMARY, ""),
         "call_id": variables.get(dialplan.VAR_CALL_ID, ""),
         "agi_status": result.status,
         "missing_prompts": result.missing_prompts,
+        "agent": _agent_report(answer, queue),
+        "private": private,
     }
+
+
+def _agent_report(
+    answer: AgentAnswer | None, queue: QueueResult | None
+) -> dict[str, object] | None:
+    if answer is None:
+        return None
+    report: dict[str, object] = {
+        "interface": answer.interface,
+        "name": answer.name or answer.interface,
+        "answered": queue is not None,
+    }
+    if queue is not None:
+        report |= {
+            "wait_seconds": answer.wait,
+            "talk_seconds": answer.talk,
+            "hung_up_by": answer.hung_up_by,
+            "connect_agi_status": queue.connect.status,
+            "hangup_agi_status": queue.hangup.status,
+        }
+    return report
 
 
 def render(report: dict[str, object]) -> str:
     """Return the report as lines of text."""
-    lines = ["Caller hears:"]
+    lines = ["Звонящий слышит:"]
     for item in report["heard"]:  # type: ignore[attr-defined]
         lines.append(f"  [{item['prompt']}] {item['text']}")
-    pressed = report["pressed"] or ["(nothing)"]
-    lines.append(f"Caller pressed: {' '.join(pressed)}")  # type: ignore[arg-type]
-    for key in ("decision", "route", "topic", "summary", "call_id", "agi_status"):
-        lines.append(f"{key.replace('_', ' ').capitalize()}: {report[key]}")
+    pressed = report["pressed"] or ["(ничего)"]
+    lines.append(f"Звонящий нажал: {' '.join(pressed)}")  # type: ignore[arg-type]
+    for key, label in _LABELS.items():
+        value = report[key] or ("(нет: резервный путь диалплана)" if key == "route" else "")
+        lines.append(f"{label}: {value}")
     if report["missing_prompts"]:
-        lines.append(f"Missing prompt files: {', '.join(report['missing_prompts'])}")  # type: ignore[arg-type]
+        lines.append(f"Нет файлов подсказок: {', '.join(report['missing_prompts'])}")  # type: ignore[arg-type]
+    if report["agent"]:
+        lines += _render_agent(report["agent"], report["route"])  # type: ignore[arg-type]
+    if report["private"]:
+        lines.append(
+            "Симуляция частная: звонок прошёл по правилам на отдельном сервере, в журнал линии"
+            " ничего не записано (ни в историю, ни на табло, ни в показатели и метрики)."
+        )
     return "\n".join(lines)
+
+
+def _render_agent(agent: dict[str, object], route: object) -> list[str]:
+    who = f"{agent['interface']} ({agent['name']})"
+    if not agent["answered"]:
+        return [f"Агент {who} не отвечал: звонок не попал в очередь (маршрут: {route or 'нет'})."]
+    ender = _ENDERS[str(agent["hung_up_by"])]
+    return [
+        f"Агент {who} ответил через {_seconds(agent['wait_seconds'])} в очереди"
+        f" (agent-connect: {agent['connect_agi_status']}).",
+        f"Разговор {_seconds(agent['talk_seconds'])}; трубку положил {ender}"
+        f" (hangup: {agent['hangup_agi_status']}).",
+    ]
+
+
+def _seconds(value: object) -> str:
+    return f"{float(value):g} с".replace(".", ",")  # type: ignore[arg-type]
 
 
 def _parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not an ISO 8601 moment", param_hint="--at") from None
+        raise click.BadParameter(f"{text!r} — не момент ISO 8601", param_hint="--at") from None
     if moment.tzinfo is None:
-        raise click.BadParameter("give the offset, e.g. 2026-11-26T10:00+03:00", param_hint="--at")
+        raise click.BadParameter(
+            "укажите смещение, например 2026-11-26T10:00+03:00", param_hint="--at"
+        )
     return moment
 
 
 def _parse_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
-        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--server")
+        raise click.BadParameter(f"{text!r} — не HOST:PORT", param_hint="--server")
     return host.strip("[]"), int(port)

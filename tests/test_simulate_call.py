@@ -1,0 +1,157 @@
+"""``simulate-call``: a private run leaves the line's records alone and says so; the agent's
+side is played through the same agent-connect and hang-up hooks Asterisk runs."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select, text
+
+from ivr.emulator import AgentAnswer, EmulatedCall, answer_in_queue
+from onerpa.cli import main
+from onerpa.demo import load_demo
+from onerpa.models import Call, CallEvent
+from tests.flowkit import Line, support_line
+
+MSK = ZoneInfo("Europe/Moscow")
+T = datetime(2026, 11, 26, 11, 0, tzinfo=MSK)  # a Thursday, the line is open
+AT = "2026-11-26T11:00+03:00"
+ENTITLED = "+7 495 123-45-67"  # a demo customer in the first year: queued
+S = timedelta(seconds=1)
+PLAYED_AGENT = ["--agent", "PJSIP/101", "--wait", "5", "--talk", "200", "--hangup", "agent"]
+PRIVATE = "Симуляция частная"
+
+
+def database_env(engine: Engine) -> dict[str, str]:
+    """Return the environment that points the command at the test's database."""
+    url = engine.url
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    return {"ONERPA_DATABASE_URL": url.render_as_string(hide_password=False)}
+
+
+def simulate(*args: str, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(main, ["simulate-call", *args], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def stored_rows(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        calls = conn.scalar(select(func.count()).select_from(Call))
+        events = conn.scalar(select(func.count()).select_from(CallEvent))
+    return calls or 0, events or 0
+
+
+def advance(line: Line, seconds: float) -> None:
+    line.clock.now += seconds * S
+
+
+@pytest.mark.parametrize("agent", [[], PLAYED_AGENT], ids=["ivr", "with-agent"])
+def test_private_simulation_records_no_call_and_says_so(engine: Engine, agent: list[str]) -> None:
+    load_demo(engine)
+    output = simulate(
+        "--from", ENTITLED, "--at", AT, "--digits", "2", *agent, env=database_env(engine)
+    )
+    assert "Маршрут: queue" in output  # the customer was found in the line's directory
+    assert f"{PRIVATE}: звонок прошёл по правилам на отдельном сервере" in output
+    assert "в журнал линии ничего не записано" in output
+    assert stored_rows(engine) == (0, 0)
+
+
+def test_private_simulation_plays_the_agent_without_waiting(engine: Engine) -> None:
+    load_demo(engine)
+    output = simulate(
+        "--from", ENTITLED, "--at", AT, "--digits", "2", *PLAYED_AGENT, env=database_env(engine)
+    )
+    assert "Звонящий слышит:\n  [onerpa-greeting] " in output
+    assert "Звонящий нажал: 2" in output
+    assert "Агент PJSIP/101 (Agent 101) ответил через 5 с в очереди" in output
+    assert "(agent-connect: SUCCESS)" in output
+    assert "Разговор 200 с; трубку положил агент (hangup: SUCCESS)" in output
+
+
+def test_json_report_keeps_english_keys_and_tells_the_agent_side(engine: Engine) -> None:
+    load_demo(engine)
+    output = simulate(
+        "--from", ENTITLED, "--at", AT, "--digits", "2", *PLAYED_AGENT, "--json",
+        env=database_env(engine),
+    )  # fmt: skip
+    report = json.loads(output)
+    assert (report["decision"], report["route"], report["topic"]) == (
+        "free_first_year",
+        "queue",
+        "howto",
+    )
+    assert report["private"] is True
+    assert report["agent"] == {
+        "interface": "PJSIP/101",
+        "name": "Agent 101",
+        "answered": True,
+        "wait_seconds": 5.0,
+        "talk_seconds": 200.0,
+        "hung_up_by": "agent",
+        "connect_agi_status": "SUCCESS",
+        "hangup_agi_status": "SUCCESS",
+    }
+
+
+def test_agent_of_a_call_not_queued_is_reported_as_not_answering(engine: Engine) -> None:
+    load_demo(engine)
+    output = simulate(
+        "--from", "+7 999 555-00-13", "--at", AT, "--agent", "PJSIP/101",
+        env=database_env(engine),
+    )  # fmt: skip
+    assert "Маршрут: refused" in output
+    assert "Агент PJSIP/101 (Agent 101) не отвечал: звонок не попал в очередь" in output
+
+
+def test_agent_options_without_an_agent_are_refused() -> None:
+    result = CliRunner().invoke(main, ["simulate-call", "--wait", "5"])
+    assert result.exit_code == 2
+    assert "--agent-name, --wait, --talk и --hangup требуют --agent" in result.output
+
+
+@pytest.mark.parametrize("ender", ["caller", "agent"])
+def test_played_agent_is_recorded_with_its_wait_talk_and_ender(engine: Engine, ender: str) -> None:
+    with support_line(engine, T) as line:
+        call = EmulatedCall(caller=ENTITLED, keys=["2"])
+        result = call.run_fastagi(line.address)
+        answer = AgentAnswer("PJSIP/101", "Agent 101", wait=5, talk=200, hung_up_by=ender)  # type: ignore[arg-type]
+        played = answer_in_queue(
+            call, result, line.address, answer, sleep=lambda seconds: advance(line, seconds)
+        )
+        assert line.services.recorder.flush()
+        row = line.record(result)
+    assert played.connect.env["agi_context"] == "onerpa-agent-connect"
+    assert played.connect.env["agi_channel"].startswith("PJSIP/101-")
+    assert played.hangup.env["agi_context"] == "onerpa-hangup"
+    assert (played.connect.status, played.hangup.status) == ("SUCCESS", "SUCCESS")
+    assert (row.status, row.agent, row.agent_interface, row.ended_by) == (
+        "completed",
+        "Agent 101",
+        "PJSIP/101",
+        ender,
+    )
+    assert (row.queued_at, row.answered_at, row.ended_at) == (T, T + 5 * S, T + 205 * S)
+
+
+def test_simulate_call_plays_the_agent_on_a_running_server(engine: Engine) -> None:
+    with support_line(engine, T) as line:
+        output = simulate(
+            "--server", f"127.0.0.1:{line.server.port}", "--from", ENTITLED, "--digits", "2",
+            "--agent", "PJSIP/101", "--wait", "0", "--talk", "0", "--hangup", "caller",
+        )  # fmt: skip
+        assert line.services.recorder.flush()
+        with engine.connect() as conn:
+            row = conn.execute(select(Call.__table__)).one()
+    assert "Агент PJSIP/101 (Agent 101) ответил через 0 с в очереди" in output
+    assert "трубку положил звонящий" in output
+    assert PRIVATE not in output
+    assert (row.status, row.agent_interface, row.ended_by) == ("completed", "PJSIP/101", "caller")
