@@ -87,15 +87,24 @@ def dashboard_command(host: str | None, port: int | None) -> None:
     """Serve the agent and supervisor dashboard (needs ONERPA_SECRET_KEY)."""
     from dashboard import create_app
     from dashboard.server import DashboardServer
-    from onerpa.cli import load_settings, open_database
+    from onerpa.startup import (
+        DASHBOARD,
+        StartupError,
+        command_binding,
+        ensure_ports_free,
+        load_settings,
+        open_database,
+    )
 
     settings = load_settings()
+    listen = command_binding(settings, DASHBOARD, host, port)
+    ensure_ports_free([listen])
     engine = open_database(settings)
     try:
         app = create_app({"ENGINE": engine, "SETTINGS": settings})
     except SettingsError as err:
-        raise click.ClickException(f"configuration error: {err}") from None
-    server = DashboardServer(app, host or settings.dashboard_host, port or settings.dashboard_port)
+        raise StartupError(f"Ошибка настройки: {err}") from None
+    server = DashboardServer(app, listen.host, listen.port)
     click.echo(f"dashboard on {server.url}", err=True)
     server.serve_forever()
 

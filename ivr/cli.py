@@ -16,7 +16,7 @@ from ivr.app import build_services, close_services, warm_up
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
 from ivr.services import Services
-from onerpa import sweep
+from onerpa import startup, sweep
 from onerpa.metrics import ProcessMetrics
 
 log = logging.getLogger(__name__)
@@ -27,14 +27,15 @@ log = logging.getLogger(__name__)
 @click.option("--port", type=int, default=None, help="Port [ONERPA_FASTAGI_PORT, 4573].")
 def fastagi_command(host: str | None, port: int | None) -> None:
     """Run the FastAGI server for Asterisk."""
-    from onerpa.cli import load_settings, open_database  # onerpa.cli lists this command
-
-    settings = load_settings()
-    address = (host or settings.fastagi_host, port or settings.fastagi_port)
+    settings = startup.load_settings()
+    listen = startup.command_binding(settings, startup.FASTAGI, host, port)
+    address = (listen.host, listen.port)
     problem = exposure_problem(address[0], settings.allowed_peers)
     if problem:
         raise click.ClickException(f"configuration error: {problem}")
-    engine = open_database(settings)
+    own_metrics = startup.command_binding(settings, startup.FASTAGI_METRICS, None, None)
+    startup.ensure_ports_free([listen, own_metrics])
+    engine = startup.open_database(settings)
     registry = CollectorRegistry()
     metrics = ProcessMetrics(registry=registry, scripts=ROUTES)
     services = build_services(settings, engine, metrics=metrics)

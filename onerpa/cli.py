@@ -9,7 +9,7 @@ import sys
 import click
 
 from onerpa.settings import SettingsError, apply_config_file
-from onerpa.startup import load_settings, open_database
+from onerpa.startup import StartupError, load_settings, open_database
 
 __all__ = ["load_settings", "main", "open_database"]
 
@@ -23,13 +23,13 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not verbose:  # Alembic lists every plugin it sets up at INFO; the upgrades still show
-        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if not verbose:  # Alembic narrates every start at INFO; open_database says what changed
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     # Into the process environment, so every reader (the dashboard's config too) sees it.
     try:
         apply_config_file(os.environ)
     except SettingsError as err:
-        raise click.ClickException(f"configuration error: {err}") from None
+        raise StartupError(f"Ошибка настройки: {err}") from None
 
 
 @main.command()
@@ -37,7 +37,7 @@ def migrate() -> None:
     """Create or upgrade the database schema."""
     settings = load_settings()
     engine = open_database(settings)
-    click.echo(f"database is up to date: {engine.url!r}")
+    click.echo(f"схема базы данных актуальна: {engine.url!r}")
 
 
 def _register() -> None:

@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from onerpa.settings import sqlite_path
+from onerpa.settings import DEFAULT_DATABASE_URL, sqlite_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -33,7 +33,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(url)
-        if path is not None:
+        if path is not None and url == DEFAULT_DATABASE_URL:  # `run` works in a fresh clone
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 5}
@@ -98,8 +98,11 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision; safe to call from several processes."""
+def migrate(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest revision; return the revisions before and after.
+
+    Safe to call from several processes at once. ``None`` before: the database was empty.
+    """
     from alembic import command
 
     config = alembic_config(engine)
@@ -108,12 +111,21 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             try:
                 config.attributes["connection"] = conn
+                before = _revision(conn)
                 command.upgrade(config, "head")
                 conn.commit()
+                return before, _revision(conn)
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
                 conn.commit()
-        return
     with engine.begin() as conn:
         config.attributes["connection"] = conn
+        before = _revision(conn)
         command.upgrade(config, "head")
+        return before, _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()

@@ -22,6 +22,8 @@ from onerpa.hours import SupportCalendar
 DEFAULT_DATABASE_URL = "sqlite:///var/onerpa-support.sqlite3"
 CONFIG_FILE = "ONERPA_CONFIG_FILE"
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+_DAY_KEYS = tuple(_DAYS)
+_DAY_NAMES = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _HOURS_ITEM = re.compile(
     r"^(?P<first>[a-z]{3})(?:-(?P<last>[a-z]{3}))?\s+"
@@ -79,7 +81,8 @@ class Settings:
         target = get.seconds("ONERPA_CONSULTATION_TARGET_SECONDS", 180)
         if target >= limit:
             raise SettingsError(
-                "ONERPA_CONSULTATION_TARGET_SECONDS", "must be below the consultation limit"
+                "ONERPA_CONSULTATION_TARGET_SECONDS",
+                "должно быть меньше ONERPA_CONSULTATION_LIMIT_SECONDS",
             )
         return cls(
             database_url=get.database_url(),
@@ -135,7 +138,14 @@ class _Reader:
         if url.startswith("postgres://"):  # the form Heroku-style platforms hand out
             url = "postgresql://" + url.removeprefix("postgres://")
         if not url.startswith(("sqlite://", "postgresql")):
-            raise SettingsError(name, "must be a sqlite:// or postgresql:// URL")
+            raise SettingsError(name, "нужен URL вида sqlite:// или postgresql://")
+        path = sqlite_path(url)
+        # Only the default's var/ is made on the way (db.make_engine): a missing folder in a
+        # given URL is more likely a typo than a wish for a new directory tree.
+        if url != DEFAULT_DATABASE_URL and path is not None and not path.parent.is_dir():
+            raise SettingsError(
+                name, f"папки {path.parent} нет: исправьте путь к файлу базы данных или создайте её"
+            )
         return url
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
@@ -145,9 +155,9 @@ class _Reader:
         try:
             number = int(value)
         except ValueError:
-            raise SettingsError(name, f"{value!r} is not a whole number") from None
+            raise SettingsError(name, f"{value!r} — не целое число") from None
         if not low <= number <= high:
-            raise SettingsError(name, f"must be between {low} and {high}")
+            raise SettingsError(name, f"должно быть от {low} до {high}")
         return number
 
     def port(self, name: str, default: int) -> int:
@@ -160,9 +170,9 @@ class _Reader:
         try:
             number = float(value)
         except ValueError:
-            raise SettingsError(name, f"{value!r} is not a number of seconds") from None
+            raise SettingsError(name, f"{value!r} — не число секунд") from None
         if not 0 < number < 86400:
-            raise SettingsError(name, "must be a positive number of seconds under a day")
+            raise SettingsError(name, "нужно число секунд больше 0 и меньше суток")
         return timedelta(seconds=number)
 
     def addresses(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -174,13 +184,13 @@ class _Reader:
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise SettingsError(name, f"{item!r} is not an IP address or network") from None
+                raise SettingsError(name, f"{item!r} — не IP-адрес и не сеть") from None
         return items
 
     def extension(self, name: str) -> str:
         value = self.raw(name) or ""
         if value and not re.fullmatch(r"[0-9A-Za-z_*#+-]{1,40}", value):
-            raise SettingsError(name, f"{value!r} is not a dialplan extension")
+            raise SettingsError(name, f"{value!r} — не добавочный номер диалплана")
         return value
 
     def dates(self, name: str) -> frozenset[date]:
@@ -192,7 +202,7 @@ class _Reader:
             try:
                 days.add(date.fromisoformat(item.strip()))
             except ValueError:
-                raise SettingsError(name, f"{item.strip()!r} is not a YYYY-MM-DD date") from None
+                raise SettingsError(name, f"{item.strip()!r} — не дата вида ГГГГ-ММ-ДД") from None
         return frozenset(days)
 
     def calendar(self) -> SupportCalendar:
@@ -214,44 +224,53 @@ class _Reader:
         try:
             ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError("ONERPA_TIMEZONE", f"{name!r} is not a known time zone") from None
+            raise SettingsError("ONERPA_TIMEZONE", f"{name!r} — неизвестный часовой пояс") from None
         return name
 
     def weekly(self, default: Mapping[int, tuple[time, time] | None]) -> dict:
-        """Parse ``mon-fri 09:00-17:00; sat 10:00-14:00; sun closed``."""
+        """Parse ``mon-fri 09:00-17:00; sat 10:00-14:00; sun closed``, each day named once."""
         value = self.raw("ONERPA_HOURS")
         weekly = dict(default)
         if value is None:
             return weekly
-        for item in value.lower().split(";"):
-            parse_hours_item(item.strip(), weekly)
+        named: dict[int, str] = {}  # day -> the item that set it
+        for item in (part.strip() for part in value.lower().split(";")):
+            days, hours = parse_hours_item(item)
+            for day in days:
+                if day in named:
+                    raise SettingsError(
+                        "ONERPA_HOURS",
+                        f"день «{_DAY_NAMES[day]}» ({_DAY_KEYS[day]}) указан дважды: "
+                        f"в {named[day]!r} и в {item!r}",
+                    )
+                named[day] = item
+                weekly[day] = hours
         return weekly
 
 
-def parse_hours_item(item: str, weekly: dict) -> None:
-    """Apply one ``mon-fri 09:00-17:00`` item to ``weekly``."""
+def parse_hours_item(item: str) -> tuple[range, tuple[time, time] | None]:
+    """Return the weekdays of one ``mon-fri 09:00-17:00`` item and their hours (None: closed)."""
     match = _HOURS_ITEM.match(item)
     name = "ONERPA_HOURS"
     if not match or match["first"] not in _DAYS or (match["last"] or "mon") not in _DAYS:
-        raise SettingsError(name, f"{item!r} is not like 'mon-fri 09:00-17:00' or 'sun closed'")
+        raise SettingsError(name, f"{item!r} не похоже на 'mon-fri 09:00-17:00' или 'sun closed'")
     first = _DAYS[match["first"]]
     last = _DAYS[match["last"]] if match["last"] else first
     if last < first:
-        raise SettingsError(name, f"{item!r}: days run backwards")
-    hours = None
-    if not match["closed"]:
-        try:
-            opens, closes = (
-                time.fromisoformat(match["opens"].zfill(5)),
-                time.fromisoformat(match["closes"].zfill(5)),
-            )
-        except ValueError:
-            raise SettingsError(name, f"{item!r}: not a time of day") from None
-        if closes <= opens:
-            raise SettingsError(name, f"{item!r}: closes before it opens")
-        hours = (opens, closes)
-    for day in range(first, last + 1):
-        weekly[day] = hours
+        raise SettingsError(name, f"{item!r}: дни идут в обратном порядке")
+    days = range(first, last + 1)
+    if match["closed"]:
+        return days, None
+    try:
+        opens, closes = (
+            time.fromisoformat(match["opens"].zfill(5)),
+            time.fromisoformat(match["closes"].zfill(5)),
+        )
+    except ValueError:
+        raise SettingsError(name, f"{item!r}: не время суток") from None
+    if closes <= opens:
+        raise SettingsError(name, f"{item!r}: закрывается раньше, чем открывается")
+    return days, (opens, closes)
 
 
 def read_config_file(path: str | Path) -> dict[str, str]:
@@ -266,9 +285,11 @@ def read_config_file(path: str | Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise SettingsError(CONFIG_FILE, f"cannot read {path}: {err}") from None
+        raise SettingsError(CONFIG_FILE, f"не удаётся прочитать {path}: {err}") from None
     if path.stat().st_mode & 0o004:
-        log.warning("%s is readable by every user; it may hold secrets (chmod 640)", path)
+        log.warning(
+            "файл %s может прочитать любой пользователь, а в нём бывают секреты (chmod 640)", path
+        )
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -276,11 +297,11 @@ def read_config_file(path: str | Path) -> dict[str, str]:
             continue
         name, equals, value = line.removeprefix("export ").partition("=")
         name = name.strip()
-        where = f"{path}, line {number}"
+        where = f"{path}, строка {number}"
         if not equals or not _NAME.match(name):
-            raise SettingsError(CONFIG_FILE, f"{where}: not a NAME=value line")
+            raise SettingsError(CONFIG_FILE, f"{where}: строка не вида NAME=value")
         if name == CONFIG_FILE or not (name.startswith("ONERPA_") or name == "DATABASE_URL"):
-            raise SettingsError(CONFIG_FILE, f"{where}: {name} is not a setting of this service")
+            raise SettingsError(CONFIG_FILE, f"{where}: {name} — не настройка этой службы")
         values[name] = _unquote(value.strip())
     return values
 

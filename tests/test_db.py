@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, delete, func, inspect, select, text
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from ivr.app import build_services, close_services
 from onerpa import db
 from onerpa.models import Customer, PhoneNumber, Refusal, UpdatePurchase
-from onerpa.settings import Settings
+from onerpa.settings import DEFAULT_DATABASE_URL, Settings
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -140,11 +140,30 @@ def test_postgresql_url_uses_the_psycopg_driver() -> None:
     engine.dispose()
 
 
-def test_sqlite_database_directory_is_created(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'new' / 'dir' / 'support.sqlite3'}")
+def test_default_database_directory_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine = db.make_engine(DEFAULT_DATABASE_URL)
     db.migrate(engine)
     engine.dispose()
-    assert (tmp_path / "new" / "dir" / "support.sqlite3").exists()
+    assert (tmp_path / "var" / "onerpa-support.sqlite3").exists()
+
+
+def test_a_given_database_directory_is_not_created(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'typo' / 'support.sqlite3'}")
+    with pytest.raises(OperationalError):
+        db.migrate(engine)
+    engine.dispose()
+    assert not (tmp_path / "typo").exists()
+
+
+def test_migrate_says_which_revisions_it_went_between(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'support.sqlite3'}")
+    head = ScriptDirectory.from_config(db.alembic_config(engine)).get_current_head()
+    assert db.migrate(engine) == (None, head)
+    assert db.migrate(engine) == (head, head)
+    engine.dispose()
 
 
 def test_single_reads_run_outside_a_transaction(engine: Engine) -> None:

@@ -118,6 +118,9 @@ def test_hours_can_close_a_weekday() -> None:
         ({"ONERPA_HOURS": "fri-mon 09:00-17:00"}, "ONERPA_HOURS"),
         ({"ONERPA_HOURS": "mon 17:00-09:00"}, "ONERPA_HOURS"),
         ({"ONERPA_HOURS": "mon 25:00-26:00"}, "ONERPA_HOURS"),
+        ({"ONERPA_HOURS": "mon-fri 09:00-17:00; mon 10:00-12:00"}, "ONERPA_HOURS"),
+        ({"ONERPA_DATABASE_URL": "sqlite:////nonexistent/dir/x.sqlite3"}, "ONERPA_DATABASE_URL"),
+        ({"DATABASE_URL": "sqlite:///no-such-folder/x.sqlite3"}, "DATABASE_URL"),
     ],
 )
 def test_wrong_value_names_the_setting(env: dict[str, str], name: str) -> None:
@@ -139,3 +142,38 @@ def test_wrong_value_names_the_setting(env: dict[str, str], name: str) -> None:
 )
 def test_sqlite_path_finds_the_database_file(url: str, expected: Path | None) -> None:
     assert sqlite_path(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("hours", "day", "first", "second"),
+    [
+        (
+            "mon-fri 09:00-17:00; mon 10:00-12:00",
+            "«понедельник» (mon)",
+            "mon-fri 09:00-17:00",
+            "mon 10:00-12:00",
+        ),
+        ("sat closed; fri-sun 10:00-14:00", "«суббота» (sat)", "sat closed", "fri-sun 10:00-14:00"),
+    ],
+)
+def test_hours_naming_a_day_twice_say_which_day_and_items(
+    hours: str, day: str, first: str, second: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"ONERPA_HOURS": hours})
+    assert str(caught.value) == (
+        f"ONERPA_HOURS: день {day} указан дважды: в {first!r} и в {second!r}"
+    )
+
+
+def test_database_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'typo' / 'support.sqlite3'}"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"ONERPA_DATABASE_URL": url})
+    assert f"папки {tmp_path / 'typo'} нет" in str(caught.value)
+
+
+def test_messages_are_in_russian() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"ONERPA_FASTAGI_PORT": "70000"})
+    assert str(caught.value) == "ONERPA_FASTAGI_PORT: должно быть от 1 до 65535"

@@ -79,10 +79,10 @@ def test_missing_file_names_the_setting(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ("ONERPA_QUEUE", "not a NAME=value line"),
-        ("onerpa queue=x", "not a NAME=value line"),
-        ("POSTGRES_PASSWORD=secret", "POSTGRES_PASSWORD is not a setting of this service"),
-        ("ONERPA_CONFIG_FILE=/etc/other.env", "ONERPA_CONFIG_FILE is not a setting"),
+        ("ONERPA_QUEUE", "строка не вида NAME=value"),
+        ("onerpa queue=x", "строка не вида NAME=value"),
+        ("POSTGRES_PASSWORD=secret", "POSTGRES_PASSWORD — не настройка этой службы"),
+        ("ONERPA_CONFIG_FILE=/etc/other.env", "ONERPA_CONFIG_FILE — не настройка"),
     ],
 )
 def test_bad_line_is_refused_with_its_number(tmp_path: Path, line: str, problem: str) -> None:
@@ -90,7 +90,7 @@ def test_bad_line_is_refused_with_its_number(tmp_path: Path, line: str, problem:
     with pytest.raises(SettingsError) as err:
         read_config_file(path)
     assert err.value.name == "ONERPA_CONFIG_FILE"
-    assert f"{path}, line 2: {problem}" in str(err.value)
+    assert f"{path}, строка 2: {problem}" in str(err.value)
 
 
 def test_wrong_value_in_the_file_names_its_setting(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_world_readable_file_is_warned_about(
     path = write(tmp_path, "ONERPA_QUEUE=q\n", mode=0o644)
     with caplog.at_level(logging.WARNING, logger="onerpa.settings"):
         read_config_file(path)
-    assert "readable by every user" in caplog.text
+    assert "может прочитать любой пользователь" in caplog.text
 
 
 def test_dashboard_secret_key_can_come_from_the_file(tmp_path: Path) -> None:
@@ -142,5 +142,5 @@ def test_command_with_a_broken_file_stops_naming_it(tmp_path: Path) -> None:
     path = write(tmp_path, "ONERPA_FASTAGI_PORT 4573\n")
     done = _cli("migrate", env={"ONERPA_CONFIG_FILE": str(path)})
     assert done.returncode == 1
-    assert "configuration error: ONERPA_CONFIG_FILE:" in done.stderr
-    assert "line 1: not a NAME=value line" in done.stderr
+    assert "Ошибка настройки: ONERPA_CONFIG_FILE:" in done.stderr
+    assert "строка 1: строка не вида NAME=value" in done.stderr
