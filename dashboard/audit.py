@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, render_template
+from sqlalchemy.orm import Session
 
 from dashboard import queries
 from dashboard.auth import supervisor_required
@@ -20,7 +21,7 @@ ENTRIES_SHOWN = 500
 def index() -> Any:
     """Show the latest changes made through the dashboard and its commands."""
     entries = queries.audit_entries(get_db(), limit=ENTRIES_SHOWN)
-    return render_template("audit/index.html", entries=entries)
+    return render_template("audit/index.html", entries=entries, staff=staff_names(get_db()))
 
 
 @bp.route("/staff")
@@ -28,3 +29,8 @@ def index() -> Any:
 def staff() -> Any:
     """List who may sign in, their role and their phone."""
     return render_template("audit/staff.html", users=queries.staff(get_db()))
+
+
+def staff_names(session: Session) -> dict[str, str]:
+    """Return every user's name by their id as the audit log stores it (text)."""
+    return {str(user.id): user.username for user in queries.staff(session)}

@@ -26,16 +26,13 @@ bp = Blueprint("board", __name__)
 
 RECENT_CACHE = "onerpa_recent_calls"
 
-TIMER_STATES = {
-    timing.Grade.WITHIN_TARGET: "ok",
-    timing.Grade.OVER_TARGET: "amber",
-    timing.Grade.OVER_LIMIT: "red",
-}
 PHASES = {
     CallStatus.IN_IVR.value: "ivr",
     CallStatus.QUEUED.value: "wait",
     CallStatus.TALKING.value: "talk",
 }
+# A wait turns amber past the answer target and red past this many times it.
+WAIT_RED_FACTOR = 2
 
 
 @bp.route("/")
@@ -140,6 +137,22 @@ def _live_config(endpoint: str) -> dict[str, Any]:
     return {
         "data_url": url_for(endpoint),
         "poll_ms": current_app.config["BOARD_POLL_MS"],
+        "thresholds": thresholds(timing.Targets.from_settings(settings_of())),
+    }
+
+
+def thresholds(targets: timing.Targets) -> dict[str, dict[str, float]]:
+    """Return where each phase's timer turns amber and red, in seconds, by phase.
+
+    Waiting is held to the answer target (amber past it, red past twice it); talking to
+    the consultation target and limit. Time in the menu is not graded.
+    """
+    return {
+        "wait": {"amber_seconds": targets.wait, "red_seconds": targets.wait * WAIT_RED_FACTOR},
+        "talk": {
+            "amber_seconds": targets.consultation_target,
+            "red_seconds": targets.consultation_limit,
+        },
     }
 
 
@@ -150,7 +163,7 @@ class _View:
         settings = settings_of()
         self.moment = moment
         self.zone = settings.calendar.zone
-        self.targets = timing.Targets.from_settings(settings)
+        self.thresholds = thresholds(timing.Targets.from_settings(settings))
         self.calls_url = url_for("calls.index")
         self.customers_url = url_for("customers.index")
 
@@ -158,10 +171,9 @@ class _View:
         return {
             "now": self.moment.isoformat(),
             "now_ms": _ms(self.moment),
-            "thresholds": {
-                "amber_seconds": self.targets.consultation_target,
-                "red_seconds": self.targets.consultation_limit,
-            },
+            # The moment in the line's time zone, as every other time on the pages.
+            "now_local": self.moment.astimezone(self.zone).strftime("%H:%M:%S"),
+            "thresholds": self.thresholds,
         }
 
     def call(self, row: Row[Any], recent: list[Row[Any]]) -> dict[str, Any]:
@@ -173,10 +185,10 @@ class _View:
             "status_label": labels.status_label(row.status),
             "step": row.step,
             "caller": {
-                "name": row.callerid_name,
+                "name": labels.caller_name(row.callerid_name),
                 "number": row.callerid_raw,
                 "e164": row.caller_e164,
-                "display": labels.phone_label(row.caller_e164) or row.callerid_raw,
+                "display": labels.caller_number(row.caller_e164, row.callerid_raw),
             },
             "customer": self.customer(row),
             "decision": {
@@ -207,13 +219,14 @@ class _View:
     def timer(self, row: Row[Any]) -> dict[str, Any]:
         started = _phase_start(row)
         elapsed = max(0.0, (self.moment - started).total_seconds())
+        phase = PHASES.get(row.status, "ivr")
         return {
-            "phase": PHASES.get(row.status, "ivr"),
+            "phase": phase,
             "label": labels.TIMER_PHASES.get(row.status, ""),
             "started_at": started.isoformat(),
             "started_ms": _ms(started),
             "elapsed_seconds": int(elapsed),
-            "state": timer_state(elapsed, self.targets),
+            "state": timer_state(elapsed, self.thresholds.get(phase)),
         }
 
     def recent(self, row: Row[Any]) -> dict[str, Any]:
@@ -232,15 +245,21 @@ class _View:
             "id": row.id,
             "url": f"{self.calls_url}/{row.id}",
             "organisation": row.organisation or "",
-            "caller": labels.phone_label(row.caller_e164) or row.callerid_raw,
+            "caller": labels.caller_number(row.caller_e164, row.callerid_raw),
             "ended_at": row.ended_at.isoformat() if row.ended_at else None,
             "wrapped_up": wrapped,
         }
 
 
-def timer_state(elapsed: float, targets: timing.Targets) -> str:
-    """Return ``ok``, ``amber`` (past the 3-minute target) or ``red`` (past the limit)."""
-    return TIMER_STATES[timing.grade(elapsed, targets)]
+def timer_state(elapsed: float, marks: dict[str, float] | None) -> str:
+    """Return ``ok``, ``amber`` (past the phase's target) or ``red``; ``none`` if ungraded."""
+    if marks is None:
+        return "none"
+    if elapsed > marks["red_seconds"]:
+        return "red"
+    if elapsed > marks["amber_seconds"]:
+        return "amber"
+    return "ok"
 
 
 def _phase_start(row: Row[Any]) -> datetime:

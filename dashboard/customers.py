@@ -15,6 +15,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from dashboard import queries
+from dashboard.audit import staff_names
 from dashboard.auth import supervisor_required
 from dashboard.db import get_db, now, settings_of
 from dashboard.forms import LiftForm, RefusalForm
@@ -125,10 +126,12 @@ def _page(customer_id: int, form: RefusalForm) -> Any:
     decision = entitlement.decide(card.records if card else None, moment)
     refusals = queries.customer_refusals(session, customer)
     history: Sequence[AuditEntry] = []
+    staff: dict[str, str] = {}
     if current_user.is_supervisor:
         history = queries.audit_entries(
             session, target_type="customer", target_id=str(customer_id), limit=100
         )
+        staff = staff_names(session)
     return render_template(
         "customers/detail.html",
         customer=customer,
@@ -137,6 +140,7 @@ def _page(customer_id: int, form: RefusalForm) -> Any:
         active={r.id for r in refusals if _in_force(r, moment)},
         calls=queries.customer_calls(session, customer_id, CALLS_SHOWN),
         audit_entries=history,
+        staff=staff,
         form=form,
         lift_form=LiftForm(formdata=None),
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
+import re
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -56,6 +59,47 @@ TIMER_PHASES = {
     CallStatus.TALKING.value: "разговор",
 }
 
+# The IVR steps a call reaches (``calls.step``, ``calls.step_times``; ivr/routes/call.py).
+IVR_STEPS = {
+    "arrived": "поступил",
+    "greeting": "приветствие",
+    "closed": "нерабочее время",
+    "identify": "определение",
+    "enter_number": "ввод номера клиента",
+    "refused": "отказ (этикет)",
+    "topic": "выбор в меню",
+    "not_entitled": "не положено",
+    "routed": "направлен",
+}
+
+# The events appended to ``call_events`` (onerpa/recorder.py, ``transitions``).
+CALL_EVENTS = {
+    "arrived": "поступил",
+    "decided": "решение принято",
+    "queued": "встал в очередь",
+    "answered": "ответил агент",
+    "ended": "завершён",
+    "swept": "закрыт как потерянный",
+}
+
+ROLES = {"agent": "агент", "supervisor": "руководитель"}
+
+# The actions and targets written to ``audit_log`` (dashboard/users.py ``audit``).
+AUDIT_ACTIONS = {
+    "user.create": "Создан пользователь",
+    "user.update": "Изменён пользователь",
+    "wrapup.record": "Записаны итоги звонка",
+    "refusal.set": "Установлен отказ в консультациях",
+    "refusal.lift": "Снят отказ в консультациях",
+}
+AUDIT_TARGETS = {"user": "пользователь", "customer": "клиент", "call": "звонок"}
+# Authors that are not people: the command line and the demo start-up.
+AUDIT_AUTHORS = {"cli": "командная строка", "demo": "демо-запуск"}
+
+# What Asterisk and carriers send in place of a caller ID name or number that is not given
+# (``agi_calleridname: unknown``); never a name worth showing.
+CALLERID_PLACEHOLDERS = frozenset({"unknown", "anonymous", "private", "restricted", "unavailable"})
+
 
 def decision_label(code: str | None) -> str:
     if code is None or code == UNDECIDED:
@@ -88,6 +132,145 @@ def phone_label(e164: str | None) -> str:
     return _national(e164) if e164 else ""
 
 
+def caller_name(name: str | None) -> str:
+    """Return the caller ID name to show: empty when Asterisk says there is none."""
+    return "" if _placeholder(name) else (name or "")
+
+
+def caller_raw(raw: str | None) -> str:
+    """Return the caller ID as received, empty when Asterisk says there is none."""
+    return "" if _placeholder(raw) else (raw or "")
+
+
+def caller_number(e164: str | None, raw: str | None) -> str:
+    """Return the caller's number to show: national format, else as received, else empty."""
+    return phone_label(e164) or caller_raw(raw)
+
+
+def _placeholder(text: str | None) -> bool:
+    return (text or "").strip().casefold() in CALLERID_PLACEHOLDERS
+
+
+def step_label(code: str | None) -> str:
+    return IVR_STEPS.get(code or "", code or "—")
+
+
+def event_label(kind: str, data: str | None = "") -> str:
+    """Return an event in words, with the decision or outcome it carries."""
+    label = CALL_EVENTS.get(kind, kind)
+    try:
+        extra = json.loads(data) if data else {}
+    except ValueError:
+        extra = {}
+    if not isinstance(extra, dict):
+        return label
+    if kind == "decided" and extra.get("decision"):
+        return f"{label}: {decision_label(extra['decision'])}"
+    if extra.get("status"):
+        return f"{label}: {status_label(extra['status'])}"
+    return label
+
+
+def role_label(code: str | None) -> str:
+    return ROLES.get(code or "", code or "")
+
+
+def audit_action(code: str) -> str:
+    return AUDIT_ACTIONS.get(code, code)
+
+
+def audit_author(username: str, staff: Mapping[str, str]) -> str:
+    """Return who made a change; ``staff`` maps user ids to user names."""
+    if username in AUDIT_AUTHORS and username not in staff.values():
+        return AUDIT_AUTHORS[username]
+    return username
+
+
+def audit_target(target_type: str, target_id: str, staff: Mapping[str, str]) -> str:
+    """Return what a change was made to, e.g. ``пользователь «anna»`` or ``клиент 3``."""
+    kind = AUDIT_TARGETS.get(target_type, target_type)
+    if target_type == "user" and target_id in staff:
+        return f"{kind} «{staff[target_id]}»"
+    return f"{kind} {target_id}"
+
+
+def audit_details(action: str, details: str) -> str:
+    """Return the stored details of a change in words; text that does not parse as is."""
+    reader = _AUDIT_DETAILS.get(action)
+    return (reader(details) if reader else None) or details
+
+
+_USER_CREATED = re.compile(r"^(?P<name>\S+) \((?P<role>\w+)\) ?(?P<phone>.*)$", re.S)
+_REFUSAL_SET = re.compile(r"^refusal (?P<id>\d+) until (?P<until>\S+): (?P<reason>.*)$", re.S)
+_REFUSAL_LIFTED = re.compile(r"^refusal (?P<id>\d+): (?P<reason>.*)$", re.S)
+
+
+def _user_created(details: str) -> str | None:
+    found = _USER_CREATED.match(details)
+    if found is None:
+        return None
+    words = [f"«{found['name']}»", role_label(found["role"])]
+    if found["phone"].strip():
+        words.append(f"телефон {found['phone'].strip()}")
+    return ", ".join(words)
+
+
+def _user_updated(details: str) -> str | None:
+    if details == "no change":
+        return "без изменений"
+    words = []
+    for item in details.split(", "):
+        name, _, value = item.partition("=")
+        if name == "role":
+            words.append(f"роль: {role_label(value)}")
+        elif name == "password" and not value:
+            words.append("новый пароль")
+        elif name == "interface":
+            words.append(f"телефон: {value}" if value else "телефон отвязан")
+        elif name == "active" and value in ("True", "False"):
+            words.append("вход разрешён" if value == "True" else "вход запрещён")
+        else:
+            return None
+    return ", ".join(words)
+
+
+def _wrapup_recorded(details: str) -> str | None:
+    fields = dict(item.partition("=")[::2] for item in details.split(" "))
+    if set(fields) != {"topic", "onerpa", "bug"}:
+        return None
+    words = [topic_label(fields["topic"])]
+    words.append("про OneRPA" if fields["onerpa"] == "True" else "не про OneRPA")
+    words += {"True": ["баг подтверждён"], "False": ["баг не подтверждён"]}.get(fields["bug"], [])
+    return ", ".join(words)
+
+
+def _refusal_set(details: str) -> str | None:
+    found = _REFUSAL_SET.match(details)
+    if found is None:
+        return None
+    until = "до снятия"
+    if found["until"] != "lifted":
+        try:
+            until = "по " + date.fromisoformat(found["until"]).strftime("%d.%m.%Y")
+        except ValueError:
+            return None
+    return f"№ {found['id']} {until}: {found['reason']}"
+
+
+def _refusal_lifted(details: str) -> str | None:
+    found = _REFUSAL_LIFTED.match(details)
+    return f"№ {found['id']}: {found['reason']}" if found else None
+
+
+_AUDIT_DETAILS = {
+    "user.create": _user_created,
+    "user.update": _user_updated,
+    "wrapup.record": _wrapup_recorded,
+    "refusal.set": _refusal_set,
+    "refusal.lift": _refusal_lifted,
+}
+
+
 @functools.lru_cache(maxsize=8192)
 def _national(e164: str) -> str:
     # Formatting costs a tenth of a millisecond; the board shows the same numbers each poll.
@@ -108,6 +291,15 @@ def duration(seconds: float | timedelta | None) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def span(seconds: float) -> str:
+    """Return a target as people say it: ``60 с``, ``2 мин``, ``1 мин 30 с``."""
+    whole = max(0, int(round(seconds)))
+    minutes, secs = divmod(whole, 60)
+    if not minutes:
+        return f"{secs} с"
+    return f"{minutes} мин" + (f" {secs} с" if secs else "")
 
 
 def percent(share: float | None) -> str:
@@ -144,7 +336,17 @@ def init_app(app: Flask) -> None:
         status=status_label,
         topic=topic_label,
         phone=phone_label,
+        caller_name=caller_name,
+        caller_raw=caller_raw,
+        step=step_label,
+        event=event_label,
+        role=role_label,
+        audit_action=audit_action,
+        audit_author=audit_author,
+        audit_target=audit_target,
+        audit_details=audit_details,
         duration=duration,
+        span=span,
         percent=percent,
         timing=timing.timing,
         over_class=over_class,

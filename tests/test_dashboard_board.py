@@ -87,7 +87,10 @@ def test_board_shows_live_calls_with_the_callers_context(
             callerid_name="ROMASHKA",
         )
     data = _board(agent)
-    assert data["thresholds"] == {"amber_seconds": 180.0, "red_seconds": 300.0}
+    assert data["thresholds"] == {
+        "wait": {"amber_seconds": 60.0, "red_seconds": 120.0},
+        "talk": {"amber_seconds": 180.0, "red_seconds": 300.0},
+    }
     assert data["now"] == NOW.isoformat()
     [call] = data["calls"]
     assert call["status"] == "queued" and call["status_label"] == "Ждёт агента"
@@ -148,6 +151,32 @@ def test_timer_turns_amber_past_three_minutes_and_red_past_five(
     assert (timer["phase"], timer["elapsed_seconds"], timer["state"]) == ("talk", talked, state)
 
 
+@pytest.mark.parametrize(
+    ("waited", "state"),
+    [(0, "ok"), (60, "ok"), (61, "amber"), (120, "amber"), (121, "red"), (139, "red")],
+)
+def test_waiting_caller_is_graded_against_the_answer_target(
+    agent: FlaskClient, sessions: sessionmaker[Session], waited: int, state: str
+) -> None:
+    with sessions.begin() as session:
+        add_call(
+            session,
+            status="queued",
+            arrived_at=NOW - timedelta(seconds=waited + 40),
+            queued_at=NOW - timedelta(seconds=waited),
+        )
+    timer = _board(agent)["calls"][0]["timer"]
+    assert (timer["phase"], timer["elapsed_seconds"], timer["state"]) == ("wait", waited, state)
+
+
+def test_time_in_the_menu_is_not_graded(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        add_call(session, status="in_ivr", arrived_at=NOW - timedelta(minutes=6))
+    assert _board(agent)["calls"][0]["timer"]["state"] == "none"
+
+
 def test_timer_follows_the_injected_clock(
     agent: FlaskClient, sessions: sessionmaker[Session], clock: Clock
 ) -> None:
@@ -166,23 +195,56 @@ def test_timer_thresholds_come_from_the_settings(
     engine: Engine, clock: Clock, sessions: sessionmaker[Session]
 ) -> None:
     settings = Settings(
-        consultation_target=timedelta(seconds=60), consultation_limit=timedelta(seconds=120)
+        consultation_target=timedelta(seconds=60),
+        consultation_limit=timedelta(seconds=120),
+        wait_target=timedelta(seconds=20),
     )
     with sessions.begin() as session:
         add_user(session, "anna", "agent", PASSWORD)
-        add_call(session, status="in_ivr", arrived_at=NOW - timedelta(seconds=90))
+        add_call(
+            session,
+            status="queued",
+            arrived_at=NOW - timedelta(seconds=90),
+            queued_at=NOW - timedelta(seconds=30),
+        )
+        add_call(
+            session,
+            status="talking",
+            arrived_at=NOW - timedelta(seconds=190),
+            answered_at=NOW - timedelta(seconds=90),
+        )
     client = make_app(engine, clock, SETTINGS=settings).test_client()
     sign_in(client, "anna", PASSWORD)
     data = _board(client)
-    assert data["thresholds"] == {"amber_seconds": 60.0, "red_seconds": 120.0}
-    assert data["calls"][0]["timer"] | {"started_at": None, "started_ms": None} == {
-        "phase": "ivr",
-        "label": "в меню",
-        "started_at": None,
-        "started_ms": None,
-        "elapsed_seconds": 90,
-        "state": "amber",
+    assert data["thresholds"] == {
+        "wait": {"amber_seconds": 20.0, "red_seconds": 40.0},
+        "talk": {"amber_seconds": 60.0, "red_seconds": 120.0},
     }
+    timers = sorted(
+        (call["timer"]["phase"], call["timer"]["label"], call["timer"]["state"])
+        for call in data["calls"]
+    )
+    assert timers == [("talk", "разговор", "amber"), ("wait", "ожидание", "amber")]
+    legend = client.get("/").get_data(as_text=True)
+    assert ">до 20 с<" in legend and ">20 с – 40 с<" in legend and ">дольше 40 с<" in legend
+    assert ">до 1 мин<" in legend and ">1 мин – 2 мин<" in legend and ">дольше 2 мин<" in legend
+
+
+def test_legend_says_which_marks_each_phase_has(agent: FlaskClient) -> None:
+    page = agent.get("/").get_data(as_text=True)
+    wait = page.split('id="legend-wait"', 1)[1].split('id="legend-talk"', 1)[0]
+    talk = page.split('id="legend-talk"', 1)[1].split('id="legend-ivr"', 1)[0]
+    assert "Ожидание агента:" in wait
+    assert re.findall(r">[^<>]*мин<", wait) == [">до 1 мин<", ">1 мин – 2 мин<", ">дольше 2 мин<"]
+    assert "Разговор:" in talk
+    assert re.findall(r">[^<>]*мин<", talk) == [">до 3 мин<", ">3 мин – 5 мин<", ">дольше 5 мин<"]
+
+
+def test_board_says_when_it_was_updated_in_the_lines_time_zone(
+    agent: FlaskClient, clock: Clock
+) -> None:
+    clock.set(datetime(2026, 11, 26, 20, 57, 7, tzinfo=UTC))
+    assert _board(agent)["now_local"] == "23:57:07"  # Moscow, whatever the browser's zone
 
 
 def test_unknown_caller_gets_recent_calls_from_the_same_number(
@@ -212,6 +274,25 @@ def test_board_page_is_a_shell_with_an_external_script(agent: FlaskClient) -> No
     with agent.get("/static/live.js") as script:
         assert script.status_code == 200
         assert script.headers["Content-Type"].startswith("text/javascript")
+
+
+def test_asterisks_unknown_caller_id_is_not_shown_as_a_name_or_number(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    # What Asterisk sends for a caller without caller ID: agi_callerid/agi_calleridname unknown.
+    with sessions.begin() as session:
+        add_call(session, status="queued", callerid_name="unknown", arrived_at=NOW)
+        add_call(
+            session,
+            status="queued",
+            callerid_name="unknown",
+            callerid_raw="unknown",
+            caller_e164=None,
+            arrived_at=NOW - timedelta(seconds=5),
+        )
+    hidden, named = _board(agent)["calls"]  # oldest first
+    assert (named["caller"]["name"], named["caller"]["display"]) == ("", "+7 499 719-55-81")
+    assert (hidden["caller"]["name"], hidden["caller"]["display"]) == ("", "")
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)

@@ -240,3 +240,39 @@ def test_board_shows_a_caller_still_in_the_menu_until_they_hang_up(page: Page, l
     with db.session_factory(line.engine).begin() as session:
         session.get(Call, call_id).status = "abandoned_ivr"
     expect(row).to_have_count(0)
+
+
+def test_waiting_is_coloured_against_the_answer_target_in_the_lines_time(
+    browser: Browser, line: Line
+) -> None:
+    # A browser in New York: "обновлено" still tells Moscow time, like every other time.
+    context = browser.new_context(
+        base_url=line.dashboard.url, locale="ru-RU", timezone_id="America/New_York"
+    )
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    sign_in(page)
+    start = T + timedelta(hours=2)  # 14:30 in Moscow, 06:30 in New York
+    line.clock.set(start)
+    with db.session_factory(line.engine).begin() as session:
+        call_id = add_call(
+            session,
+            status="queued",
+            arrived_at=start - timedelta(seconds=70),
+            queued_at=start - timedelta(seconds=30),
+        ).id
+    row = page.locator(f"tr.call[data-call-id='{call_id}']")
+    expect(page.locator("#live-status")).to_have_text("обновлено 14:30:00")
+    expect(page.locator("#legend-wait")).to_contain_text("до 1 мин")
+    expect(row.locator(".timer")).to_have_attribute("data-state", "ok")
+    line.clock.advance(seconds=109)  # waiting 2:19, past the 60-second answer target
+    expect(row.locator(".timer-value")).to_have_text("2:19")
+    expect(row.locator(".timer")).to_have_attribute("data-state", "red")
+    line.clock.set(start + timedelta(seconds=50))  # waiting 1:20
+    expect(row.locator(".timer")).to_have_attribute("data-state", "amber")
+    expect(row.locator(".timer")).to_have_class(re.compile(r"\btimer-amber\b"))
+    expect(page.locator("#live-status")).to_have_text("обновлено 14:30:50")
+    with db.session_factory(line.engine).begin() as session:
+        session.get(Call, call_id).status = "abandoned_queue"
+    expect(row).to_have_count(0)
+    context.close()

@@ -24,6 +24,7 @@ from dashboard.testing import (
     make_app,
     signed_in,
 )
+from onerpa.models import CallEvent
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 12:30 in Moscow
 PASSWORD = "correct horse"
@@ -302,6 +303,11 @@ def test_agent_records_a_wrap_up_and_it_is_audited(
         )
     page = supervisor.get(f"/calls/{call_id}").get_data(as_text=True)
     assert "не воспроизвелось" in page
+    audit = supervisor.get("/audit").get_data(as_text=True)
+    assert "<td>Записаны итоги звонка</td>" in audit
+    assert f'<a href="/calls/{call_id}">звонок {call_id}</a>' in audit
+    assert "<td>Критическая ошибка, про OneRPA, баг не подтверждён</td>" in audit
+    assert "wrapup.record" not in audit and "topic=" not in audit
     history = supervisor.get("/calls").get_data(as_text=True)
     assert "Критическая ошибка" in history
 
@@ -374,8 +380,71 @@ def test_call_page_shows_the_ivr_steps_in_moscow_time(
     with sessions.begin() as session:
         call_id = add_call(session, step_times=steps + "; damaged").id
     page = agent.get(f"/calls/{call_id}").get_data(as_text=True)
-    assert "greeting 11:00:00 → routed 11:00:07" in page
-    assert "damaged" not in page
+    assert "приветствие 11:00:00 → направлен 11:00:07" in page
+    assert "damaged" not in page and "greeting" not in page
+
+
+def test_call_page_lists_the_events_in_russian(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    start = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # 11:00 in Moscow
+    events = [
+        ("arrived", 0, None, ""),
+        ("decided", 7, None, '{"decision":"free_first_year"}'),
+        ("queued", 8, None, ""),
+        ("answered", 30, "Анна", ""),
+        ("ended", 200, None, '{"status":"completed"}'),
+    ]
+    with sessions.begin() as session:
+        call = add_call(session, status="completed", arrived_at=start)
+        for kind, after, who, data in events:
+            session.add(
+                CallEvent(
+                    call_ref=call.call_ref,
+                    kind=kind,
+                    at=start + timedelta(seconds=after),
+                    source="ivr",
+                    agent=who,
+                    data=data,
+                )
+            )
+        call_id = call.id
+    page = agent.get(f"/calls/{call_id}").get_data(as_text=True)
+    listed = page.split("<h3>События</h3>", 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r"<li>(.*?)</li>", listed) == [
+        "11:00:00 поступил",
+        "11:00:07 решение принято: Бесплатно: первый год",
+        "11:00:08 встал в очередь",
+        "11:00:30 ответил агент (Анна)",
+        "11:03:20 завершён: Обслужен",
+    ]
+
+
+def test_asterisks_unknown_caller_id_is_not_shown(
+    agent: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    # Asterisk sends "unknown" for the caller ID name, and the number, when there is none.
+    with sessions.begin() as session:
+        named = add_call(session, callerid_name="unknown", arrived_at=NOW).id
+        hidden = add_call(
+            session,
+            callerid_name="unknown",
+            callerid_raw="unknown",
+            caller_e164=None,
+            arrived_at=NOW - timedelta(minutes=1),
+        ).id
+    history = agent.get("/calls").get_data(as_text=True)
+    assert "unknown" not in _text(history)
+    assert "+7 499 719-55-81" in history and "скрыт" in history
+    page = agent.get(f"/calls/{named}").get_data(as_text=True)
+    assert "unknown" not in _text(page) and "<dt>Имя в Caller ID</dt><dd>—</dd>" in page
+    page = agent.get(f"/calls/{hidden}").get_data(as_text=True)
+    assert "unknown" not in _text(page) and "<dt>Caller ID</dt><dd>скрыт</dd>" in page
+
+
+def _text(page: str) -> str:
+    """Return what a reader sees of a page: its text without tags and attributes."""
+    return re.sub(r"<[^>]+>", " ", page)
 
 
 def test_unknown_call_is_404(agent: FlaskClient) -> None:

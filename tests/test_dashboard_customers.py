@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from dashboard.testing import (
     make_app,
     signed_in,
 )
+from dashboard.users import audit
 from onerpa import directory, entitlement
 from onerpa.models import Refusal, Subscription, UpdatePurchase
 
@@ -113,6 +115,25 @@ def test_customer_page_shows_records_entitlement_and_calls(
         assert text in page, text
 
 
+def test_customers_call_from_a_hidden_number_says_so(
+    agent: FlaskClient, customer_id: int, sessions: sessionmaker[Session]
+) -> None:
+    # Identified by the customer number typed in; Asterisk sent "unknown" for the caller ID.
+    with sessions.begin() as session:
+        add_call(
+            session,
+            customer_id=customer_id,
+            callerid_raw="unknown",
+            callerid_name="unknown",
+            caller_e164=None,
+            status="completed",
+            arrived_at=NOW - timedelta(hours=1),
+        )
+    page = agent.get(f"/customers/{customer_id}").get_data(as_text=True)
+    calls = page.split("<h2>Звонки", 1)[1]
+    assert "<td>скрыт</td>" in calls and "unknown" not in calls
+
+
 def test_unknown_customer_is_404(agent: FlaskClient) -> None:
     assert agent.get("/customers/999").status_code == 404
 
@@ -201,7 +222,9 @@ def test_only_a_supervisor_lifts_a_refusal_and_the_row_stays(
     later = _decision_now(sessions, customer_id, NOW + timedelta(hours=2))
     assert later.reason is entitlement.Reason.FREE_SUBSCRIPTION
     page = supervisor.get(f"/customers/{customer_id}").get_data(as_text=True)
-    assert "Журнал изменений" in page and "refusal.lift" in page
+    assert "Журнал изменений" in page
+    assert "<td>Снят отказ в консультациях</td><td>№ 1: извинился</td>" in page
+    assert "refusal.lift" not in page and "refusal 1" not in page
 
 
 def test_lifting_needs_a_reason(
@@ -231,5 +254,69 @@ def test_audit_page_lists_the_changes(
 ) -> None:
     _refuse(agent, customer_id, reason="Грубил <b>агенту</b>")
     page = supervisor.get("/audit").get_data(as_text=True)
-    assert "refusal.set" in page and f'href="/customers/{customer_id}"' in page
+    assert f'<a href="/customers/{customer_id}">клиент {customer_id}</a>' in page
     assert "Грубил &lt;b&gt;агенту&lt;/b&gt;" in page
+
+
+def test_audit_log_is_in_russian(
+    agent: FlaskClient,
+    supervisor: FlaskClient,
+    customer_id: int,
+    sessions: sessionmaker[Session],
+) -> None:
+    _refuse(agent, customer_id, reason="Грубил агенту")
+    _refuse(agent, customer_id, reason="Снова грубил", until="2026-12-31")
+    with sessions.begin() as session:
+        refusal_id = session.scalar(select(Refusal.id).order_by(Refusal.id))
+    _lift(supervisor, customer_id, refusal_id, "извинился")
+    with sessions.begin() as session:
+        ivanov = add_user(session, "ivanov", "supervisor", PASSWORD)
+        audit(session, "cli", "user.create", "user", ivanov.id, "ivanov (supervisor) ")
+        audit(session, "cli", "user.update", "user", ivanov.id, "role=agent, password")
+        audit(session, "cli", "user.update", "user", ivanov.id, "interface=PJSIP/105")
+        audit(session, "cli", "user.update", "user", ivanov.id, "active=False")
+        audit(session, "demo", "user.update", "user", ivanov.id, "no change")
+    rows = _table_rows(supervisor.get("/audit").get_data(as_text=True))
+    assert rows == [
+        ["демо-запуск", "Изменён пользователь", "пользователь «ivanov»", "без изменений"],
+        ["командная строка", "Изменён пользователь", "пользователь «ivanov»", "вход запрещён"],
+        ["командная строка", "Изменён пользователь", "пользователь «ivanov»", "телефон: PJSIP/105"],
+        [
+            "командная строка",
+            "Изменён пользователь",
+            "пользователь «ivanov»",
+            "роль: агент, новый пароль",
+        ],
+        [
+            "командная строка",
+            "Создан пользователь",
+            "пользователь «ivanov»",
+            "«ivanov», руководитель",
+        ],
+        ["vera", "Снят отказ в консультациях", f"клиент {customer_id}", "№ 1: извинился"],
+        [
+            "anna",
+            "Установлен отказ в консультациях",
+            f"клиент {customer_id}",
+            "№ 2 по 31.12.2026: Снова грубил",
+        ],
+        [
+            "anna",
+            "Установлен отказ в консультациях",
+            f"клиент {customer_id}",
+            "№ 1 до снятия: Грубил агенту",
+        ],
+    ]
+
+
+def _table_rows(page: str) -> list[list[str]]:
+    """Return the audit table's cells after the moment, as text."""
+    body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = [
+            re.sub(r"<[^>]+>|\s+", " ", cell).strip()
+            for cell in re.findall(r"<td>(.*?)</td>", row, re.S)
+        ]
+        rows.append([" ".join(cell.split()) for cell in cells[1:]])
+    return rows

@@ -1,6 +1,8 @@
 // Live board and "my call": poll the JSON, draw with textContent only, tick the timers.
 // Timers count from the server's start time using the server's "now", so a wrong clock
-// on the agent's computer (or an injected clock in tests) never shifts them.
+// on the agent's computer (or an injected clock in tests) never shifts them. Each phase has
+// its own marks from the server (waiting: the answer target; talking: 3 and 5 minutes);
+// time in the menu is not graded.
 (function () {
   "use strict";
 
@@ -11,8 +13,7 @@
   var view = root.getAttribute("data-view");
   var status = document.getElementById("live-status");
   var offsetMs = 0;
-  var amber = 180;
-  var red = 300;
+  var marks = {};
   var shownCall = null;
 
   function el(tag, cls, text) {
@@ -37,9 +38,11 @@
     return (h ? h + ":" : "") + mm + ":" + (r < 10 ? "0" + r : r);
   }
 
-  function stateOf(seconds) {
-    if (seconds > red) { return "red"; }
-    if (seconds > amber) { return "amber"; }
+  function stateOf(phase, seconds) {
+    var limits = marks[phase];
+    if (!limits) { return "none"; }
+    if (seconds > limits.red_seconds) { return "red"; }
+    if (seconds > limits.amber_seconds) { return "amber"; }
     return "ok";
   }
 
@@ -49,7 +52,7 @@
     for (var i = 0; i < timers.length; i++) {
       var node = timers[i];
       var seconds = (now - Number(node.getAttribute("data-started-ms"))) / 1000;
-      var state = stateOf(seconds);
+      var state = stateOf(node.getAttribute("data-phase"), seconds);
       node.querySelector(".timer-value").textContent = clock(seconds);
       node.className = "timer timer-" + state;
       node.setAttribute("data-state", state);
@@ -59,6 +62,7 @@
   function timer(call) {
     var box = el("span", "timer timer-" + call.timer.state);
     box.setAttribute("data-started-ms", call.timer.started_ms);
+    box.setAttribute("data-phase", call.timer.phase);
     box.setAttribute("data-state", call.timer.state);
     box.appendChild(el("span", "timer-value", clock(call.timer.elapsed_seconds)));
     box.appendChild(el("span", "timer-phase", call.timer.label));
@@ -183,7 +187,7 @@
         holder.classList.add("popped");
         shownCall = data.call.id;
         document.title = "☎ " + (data.call.customer ? data.call.customer.organisation
-          : data.call.caller.display) + " — мой звонок";
+          : data.call.caller.display || "номер скрыт") + " — мой звонок";
       }
       holder.hidden = false;
       idle.hidden = true;
@@ -198,7 +202,8 @@
     last.hidden = !data.last || !!data.call;
     if (data.last && !data.call) {
       last.appendChild(document.createTextNode("Последний звонок: "));
-      last.appendChild(link(data.last.url, data.last.organisation || data.last.caller));
+      last.appendChild(link(data.last.url,
+        data.last.organisation || data.last.caller || "номер скрыт"));
       last.appendChild(document.createTextNode(data.last.wrapped_up ? " — итоги записаны."
         : " — запишите итоги."));
     }
@@ -213,11 +218,10 @@
       })
       .then(function (data) {
         offsetMs = data.now_ms - Date.now();
-        amber = data.thresholds.amber_seconds;
-        red = data.thresholds.red_seconds;
+        marks = data.thresholds;
         if (view === "mine") { drawMine(data); } else { drawBoard(data); }
         tick();
-        status.textContent = "обновлено " + new Date(data.now_ms).toLocaleTimeString("ru-RU");
+        status.textContent = "обновлено " + data.now_local;  // the line's time zone
         status.classList.remove("stale");
       })
       .catch(function () {
