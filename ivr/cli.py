@@ -12,6 +12,7 @@ import click
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 
+from ivr import prompts
 from ivr.app import build_services, close_services, warm_up
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
@@ -28,11 +29,12 @@ log = logging.getLogger(__name__)
 def fastagi_command(host: str | None, port: int | None) -> None:
     """Run the FastAGI server for Asterisk."""
     settings = startup.load_settings()
+    prompts.ensure_fit(settings)
     listen = startup.command_binding(settings, startup.FASTAGI, host, port)
     address = (listen.host, listen.port)
     problem = exposure_problem(address[0], settings.allowed_peers)
     if problem:
-        raise click.ClickException(f"configuration error: {problem}")
+        raise startup.StartupError(f"Ошибка настройки: {problem}")
     own_metrics = startup.command_binding(settings, startup.FASTAGI_METRICS, None, None)
     startup.ensure_ports_free([listen, own_metrics])
     engine = startup.open_database(settings)
@@ -68,9 +70,9 @@ def exposure_problem(host: str, allowed: Iterable[str]) -> str | None:
         return None
     if all(ipaddress.ip_network(a, strict=False).is_loopback for a in allowed):
         return (
-            f"ONERPA_FASTAGI_HOST={host or '(all addresses)'} listens beyond this machine, but "
-            f"ONERPA_FASTAGI_ALLOWED admits loopback only ({', '.join(allowed)}): set "
-            "ONERPA_FASTAGI_ALLOWED to the Asterisk addresses, or listen on 127.0.0.1"
+            f"ONERPA_FASTAGI_HOST={host or '(все адреса)'} открывает FastAGI за пределы этой "
+            f"машины, а ONERPA_FASTAGI_ALLOWED допускает только loopback ({', '.join(allowed)}): "
+            "укажите в ONERPA_FASTAGI_ALLOWED адреса Asterisk или слушайте на 127.0.0.1"
         )
     return None
 

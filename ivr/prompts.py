@@ -28,7 +28,7 @@ import click
 
 from ivr import spoken
 from onerpa.settings import Settings
-from onerpa.startup import load_settings
+from onerpa.startup import StartupError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,30 @@ def mismatches(
         for placeholder in dict.fromkeys(fields_of(text)):
             found.setdefault(FIELDS[placeholder], []).append(name)
     return found
+
+
+def startup_problem(settings: Settings) -> str | None:
+    """Say why a server must not take calls with the prompts it has; None when they fit."""
+    base = Path(settings.prompts_dir) if settings.prompts_dir else DEFAULT_TABLE.parent
+    table, out_dir = base / DEFAULT_TABLE.name, base / DEFAULT_OUT_DIR.name
+    if not table.is_file() or not (out_dir / MANIFEST_NAME).is_file():
+        return (
+            f"нет голосовых подсказок в {base} (нужны {DEFAULT_TABLE.name} и "
+            f"{DEFAULT_OUT_DIR.name}/{MANIFEST_NAME}): укажите в ONERPA_PROMPTS_DIR папку "
+            "asterisk/sounds этой версии"
+        )
+    try:
+        found = mismatches(settings, table, out_dir)
+    except PromptError as err:
+        return f"таблица голосовых подсказок {table}: {err}"
+    return mismatch_message(found) if found else None
+
+
+def ensure_fit(settings: Settings) -> None:
+    """Stop a server's start-up, naming the setting, while its prompts say something else."""
+    problem = startup_problem(settings)
+    if problem:
+        raise StartupError(f"Голосовые подсказки не готовы: {problem}")
 
 
 def mismatch_message(found: Mapping[str, Sequence[str]]) -> str:

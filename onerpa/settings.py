@@ -54,6 +54,7 @@ class Settings:
     queue: str = "onerpa-support"
     sales_extension: str = ""
     support_email: str = "info@onerpa.ru"
+    prompts_dir: str = ""  # the folder of prompts.ru.tsv and ru/; empty: the checkout's
     decision_budget: timedelta = timedelta(seconds=1)
     lookup_workers: int = 0  # 0: as many as suit the database (db.concurrent_reads)
     consultation_target: timedelta = timedelta(minutes=3)
@@ -93,6 +94,7 @@ class Settings:
             queue=get.text("ONERPA_QUEUE", "onerpa-support"),
             sales_extension=get.extension("ONERPA_SALES_EXTENSION"),
             support_email=get.text("ONERPA_SUPPORT_EMAIL", "info@onerpa.ru"),
+            prompts_dir=get.folder("ONERPA_PROMPTS_DIR"),
             decision_budget=get.seconds("ONERPA_DECISION_BUDGET_SECONDS", 1.0),
             lookup_workers=get.integer("ONERPA_LOOKUP_WORKERS", 0, low=0, high=256),
             consultation_target=target,
@@ -124,6 +126,12 @@ class _Reader:
     def raw(self, name: str) -> str | None:
         value = self.env.get(name)
         return None if value is None or value.strip() == "" else value.strip()
+
+    def folder(self, name: str) -> str:
+        value = self.raw(name)
+        if value is not None and not Path(value).is_dir():
+            raise SettingsError(name, f"папки {value} нет")
+        return value or ""
 
     def text(self, name: str, default: str) -> str:
         return self.raw(name) or default

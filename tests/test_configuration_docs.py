@@ -107,6 +107,7 @@ def test_rows_without_a_literal_default_are_the_optional_and_the_secret() -> Non
         "ONERPA_SHORT_DATES",
         "ONERPA_SALES_EXTENSION",
         "ONERPA_SECRET_KEY",
+        "ONERPA_PROMPTS_DIR",
     }
     assert Settings.from_env({}).sales_extension == ""
     assert Settings.from_env({}).calendar.extra_closed == frozenset()

@@ -32,6 +32,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from dashboard import config as dashboard_config
+from ivr import prompts
 from ivr.cli import exposure_problem
 from ivr.emulator import EmulatedCall
 from onerpa.settings import Settings
@@ -272,10 +273,11 @@ def test_our_services_get_documented_settings_only(stack: dict[str, Any]) -> Non
 
 def test_settings_the_stack_passes_are_valid(stack: dict[str, Any]) -> None:
     for name in OUR_SERVICES:
-        env = stack["services"][name]["environment"]
+        env = host_paths(stack["services"][name])["environment"]
         settings = Settings.from_env(env)
         assert settings.database_url.startswith("postgresql://onerpa:")
-    fastagi = Settings.from_env(stack["services"]["fastagi"]["environment"])
+    fastagi = Settings.from_env(host_paths(stack["services"]["fastagi"])["environment"])
+    assert prompts.startup_problem(fastagi) is None
     assert exposure_problem(fastagi.fastagi_host, fastagi.allowed_peers) is None
     assert fastagi.allowed_peers == (stack["networks"]["default"]["ipam"]["config"][0]["gateway"],)
     dashboard = dashboard_config.load({}, stack["services"]["dashboard"]["environment"])
@@ -328,6 +330,24 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     admin.dispose()
 
 
+def host_paths(service: dict[str, Any]) -> dict[str, Any]:
+    """Return ``service`` with settings naming a mounted folder pointed at the host's copy."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):  # as `docker compose config` writes it
+            if volume.get("type") == "bind":
+                mounts[volume["target"]] = volume["source"]
+            continue
+        source, _, target = volume.partition(":")
+        if source.startswith("./"):
+            mounts[target.partition(":")[0]] = str(ROOT / source)
+    env = {
+        name: next((mounts[m] for m in mounts if str(value) == m), value)
+        for name, value in service["environment"].items()
+    }
+    return {**service, "environment": env}
+
+
 class Outside:
     """One service of the stack run as a process here, with the stack's environment."""
 
@@ -338,7 +358,7 @@ class Outside:
             "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(log.parent),
             "LANG": "C.UTF-8",
-            **{k: self._port(str(v)) for k, v in service["environment"].items()},
+            **{k: self._port(str(v)) for k, v in host_paths(service)["environment"].items()},
         }
         self.command = [self._port(arg) for arg in service["command"]]
         self.check = [self._port(arg) for arg in service["healthcheck"]["test"][1:]]

@@ -156,8 +156,8 @@ def test_command_refuses_to_listen_beyond_loopback_with_only_loopback_allowed(
         [str(CLI), "fastagi"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert "configuration error: ONERPA_FASTAGI_HOST=0.0.0.0" in done.stderr
-    assert "ONERPA_FASTAGI_ALLOWED admits loopback only" in done.stderr
+    assert "Ошибка настройки: ONERPA_FASTAGI_HOST=0.0.0.0" in done.stderr
+    assert "ONERPA_FASTAGI_ALLOWED допускает только loopback" in done.stderr
     assert not (tmp_path / "cli.sqlite3").exists()  # stopped before touching the database
 
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ivr import prompts
+from ivr.prompts import ManifestEntry
 from onerpa.cli import main
+from onerpa.settings import Settings
 
 CLI = Path(sys.executable).with_name("onerpa-support")
 PORT_SETTINGS = (
@@ -161,3 +164,53 @@ def test_migrations_are_quiet_unless_verbose(tmp_path: Path) -> None:
     tmp_verbose.mkdir()
     verbose = _cli(tmp_verbose, "--verbose", "sweep", env=_env(tmp_verbose))
     assert "Running upgrade" in verbose.stderr  # the step-by-step account, when asked for
+
+
+def _prompts_rendered_for(tmp_path: Path, settings_env: dict[str, str]) -> Path:
+    """A prompts folder whose manifest says its audio was rendered under ``settings_env``."""
+    folder = tmp_path / "sounds"
+    (folder / "ru").mkdir(parents=True)
+    (folder / "prompts.ru.tsv").write_bytes(prompts.DEFAULT_TABLE.read_bytes())
+    spoken = prompts.spoken_table(Settings.from_env(settings_env), folder / "prompts.ru.tsv")
+    entries = {name: ManifestEntry(prompts.text_sha256(text)) for name, text in spoken.items()}
+    prompts.write_manifest(folder / "ru", entries)
+    return folder
+
+
+@pytest.mark.parametrize("command", ["fastagi", "run"])
+def test_server_will_not_say_an_address_the_settings_no_longer_give(
+    tmp_path: Path, command: str
+) -> None:
+    done = _cli(tmp_path, command, env=_env(tmp_path, ONERPA_SUPPORT_EMAIL="help@onerpa.ru"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("Голосовые подсказки не готовы: голосовые подсказки ")
+    assert "не для текущего значения ONERPA_SUPPORT_EMAIL" in done.stderr
+    assert "onerpa-support prompts" in done.stderr
+    assert not (tmp_path / "support.sqlite3").exists()  # stopped before starting anything
+
+
+def test_server_will_not_say_hours_the_settings_no_longer_give(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "fastagi", env=_env(tmp_path, ONERPA_HOURS="mon-fri 10:00-18:00"))
+    assert done.returncode == 1
+    assert "onerpa-hours записаны не для текущего значения ONERPA_HOURS" in done.stderr
+
+
+def test_prompts_rendered_for_the_settings_let_the_server_start(
+    tmp_path: Path, busy_port: int
+) -> None:
+    settings = {"ONERPA_SUPPORT_EMAIL": "help@onerpa.ru"}
+    folder = _prompts_rendered_for(tmp_path, settings)
+    env = _env(
+        tmp_path, **settings, ONERPA_PROMPTS_DIR=str(folder), ONERPA_FASTAGI_PORT=str(busy_port)
+    )
+    done = _cli(tmp_path, "fastagi", env=env)
+    # Past the prompts check: it stops at the next one, the busy port.
+    assert done.stderr.splitlines() == [
+        f"Порт {busy_port} на 127.0.0.1 занят: задайте другой в ONERPA_FASTAGI_PORT"
+    ]
+
+
+def test_a_prompts_folder_without_prompts_is_named(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "fastagi", env=_env(tmp_path, ONERPA_PROMPTS_DIR=str(tmp_path)))
+    assert done.returncode == 1
+    assert "укажите в ONERPA_PROMPTS_DIR папку asterisk/sounds" in done.stderr
