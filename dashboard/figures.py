@@ -5,7 +5,7 @@ The numbers come from ``onerpa.figures``; this module only picks the period and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -23,6 +23,15 @@ from onerpa import figures as calc
 bp = Blueprint("figures", __name__, url_prefix="/figures")
 
 PERIODS = {"today": ("Сегодня", 1), "7d": ("7 дней", 7), "30d": ("30 дней", 30)}
+# One card per outcome (``onerpa.figures.OUTCOME_OF`` says which status is which).
+OUTCOME_LABELS = {
+    calc.Outcome.ANSWERED: "отвечено",
+    calc.Outcome.ABANDONED_QUEUE: "брошено в очереди",
+    calc.Outcome.ABANDONED_IVR: "брошено в меню",
+    calc.Outcome.ENDED_BY_RULES: "завершено правилами",
+    calc.Outcome.LOST: "потеряно",
+    calc.Outcome.IN_PROGRESS: "ещё идут",
+}
 MAX_DAYS = 400
 POOL = "onerpa_figures_pool"
 
@@ -68,6 +77,8 @@ def index() -> Any:
     return render_template(
         "figures/index.html",
         **view,
+        outcome_labels=OUTCOME_LABELS,
+        agent_name=agent_names(queries.staff(get_db()), {}).get(agent, agent) if agent else None,
         totals=found["totals"],
         hourly_chart=hourly_chart(found["hours"], period),
         consultation_chart=consultation_chart(found["bands"], targets),
@@ -85,14 +96,17 @@ def breakdown() -> Any:
     found = gather(
         {
             "agents": lambda s: calc.per_agent(s, period.start, period.end, targets=targets),
+            "interfaces": lambda s: calc.agent_interfaces(s, period.start, period.end),
             "decisions": lambda s: calc.per_decision(s, period.start, period.end, targets=targets),
         }
     )
+    names = agent_names(queries.staff(get_db()), found["interfaces"])
+    per_agent = [(agent, names.get(agent, agent), f) for agent, f in found["agents"].items()]
     return render_template(
         "figures/breakdown.html",
         **view,
         show_filters=False,
-        per_agent=sorted(found["agents"].items()),
+        per_agent=sorted(per_agent, key=lambda row: (row[1].casefold(), row[0])),
         per_decision=sorted(found["decisions"].items(), key=lambda item: -item[1].offered),
     )
 
@@ -121,6 +135,24 @@ def agent_choices(chosen: str | None) -> list[tuple[str, str]]:
     if chosen and chosen not in choices:
         choices[chosen] = chosen
     return sorted(choices.items(), key=lambda item: item[1])
+
+
+def agent_names(users: Sequence[Any], interfaces: Mapping[str, str]) -> dict[str, str]:
+    """Return the staff name of each agent, as ``calls.agent`` names them.
+
+    The queue logs its member name (``Agent 101``) or, without one, the phone interface
+    (``PJSIP/101``); a user is matched by member name, then by the interface the agent
+    answered on. An agent no user matches keeps the queue's name.
+    """
+    by_name = {user.member_name: user.label for user in users if user.member_name}
+    by_interface = {user.member_interface: user.label for user in users if user.member_interface}
+    names = {}
+    for agent in {*by_name, *by_interface, *interfaces}:
+        name = by_name.get(agent) or by_interface.get(agent)
+        name = name or by_interface.get(interfaces.get(agent, ""))
+        if name:
+            names[agent] = name
+    return names
 
 
 def gather(tasks: dict[str, Callable[[Session], Any]]) -> dict[str, Any]:

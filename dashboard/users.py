@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -13,12 +17,15 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from dashboard.models import AuditEntry, Role, User
 from onerpa.db import session_factory
+from onerpa.demo import AGENTS as DEMO_AGENTS
 from onerpa.models import utcnow
+
+log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 10
 DEMO_SUPERVISOR = "demo-supervisor"
-DEMO_AGENT = "demo-agent"
-DEMO_AGENT_INTERFACE = "PJSIP/101"
+DEMO_AGENT = DEMO_AGENTS[0].username
+DEMO_AGENT_INTERFACE = DEMO_AGENTS[0].interface
 
 
 class UserError(ValueError):
@@ -96,7 +103,10 @@ def update_user(
     active: bool | None = None,
     by: str = "cli",
 ) -> None:
-    """Change a user's role, password, phone interface or active flag; the caller commits."""
+    """Change a user's role, password, phone interface or active flag; the caller commits.
+
+    Only a real change is audited: asking for what is already so writes nothing.
+    """
     _check(user.username, role or user.role, password)
     changed = []
     if role is not None and role != user.role:
@@ -111,7 +121,8 @@ def update_user(
     if active is not None and active != user.active:
         user.active = active
         changed.append(f"active={active}")
-    audit(session, by, "user.update", "user", user.id, ", ".join(changed) or "no change")
+    if changed:
+        audit(session, by, "user.update", "user", user.id, ", ".join(changed))
 
 
 def _check(username: str, role: str, password: str | None) -> None:
@@ -147,17 +158,34 @@ def audit(
 
 
 def ensure_demo_users(
-    engine: Engine, *, agent_interface: str = DEMO_AGENT_INTERFACE
+    engine: Engine,
+    *,
+    agent_interface: str = DEMO_AGENT_INTERFACE,
+    remember: Path | None = None,
 ) -> list[Credentials]:
-    """Create the demo supervisor and agent, or give them fresh passwords; return both."""
+    """Create the demo supervisor and agents; return the two sign-ins to print.
+
+    Without ``remember`` the two get fresh passwords each time. With it, their passwords are
+    kept in that file (readable by its owner only) and kept as they are while they still
+    sign in, so a restart changes nothing and audits nothing. The other demo agents
+    (``onerpa.demo.AGENTS``) only name the agents of the demo calls: they are created once,
+    with a password nobody is told.
+    """
+    known = _read_sign_ins(remember)
     result = []
     with session_factory(engine).begin() as session:
-        for username, role, interface in (
-            (DEMO_SUPERVISOR, Role.SUPERVISOR, None),
-            (DEMO_AGENT, Role.AGENT, agent_interface),
+        for username, role, interface, name in (
+            (DEMO_SUPERVISOR, Role.SUPERVISOR, None, "Демо-руководитель"),
+            (DEMO_AGENT, Role.AGENT, agent_interface, DEMO_AGENTS[0].display_name),
         ):
-            password = secrets.token_urlsafe(9)
             user = find_user(session, username)
+            password = known.get(username, "")
+            if (
+                user is None
+                or not password
+                or not check_password_hash(user.password_hash, password)
+            ):
+                password = secrets.token_urlsafe(9)
             if user is None:
                 create_user(
                     session,
@@ -166,9 +194,48 @@ def ensure_demo_users(
                     password,
                     interface=interface,
                     by="demo",
-                    display_name="Демо-руководитель" if role is Role.SUPERVISOR else "Демо-агент",
+                    display_name=name,
                 )
-            else:
+            elif password != known.get(username):
                 update_user(session, user, password=password, active=True, by="demo")
+            else:
+                update_user(session, user, active=True, by="demo")
             result.append(Credentials(username, password, role.value))
+        for agent in DEMO_AGENTS[1:]:
+            if find_user(session, agent.username) is None:
+                create_user(
+                    session,
+                    agent.username,
+                    Role.AGENT,
+                    secrets.token_urlsafe(18),
+                    interface=agent.interface,
+                    by="demo",
+                    display_name=agent.display_name,
+                )
+    if remember is not None and {c.username: c.password for c in result} != known:
+        _write_sign_ins(remember, {c.username: c.password for c in result})
     return result
+
+
+def _read_sign_ins(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
+
+
+def _write_sign_ins(path: Path, sign_ins: dict[str, str]) -> None:
+    """Keep the demo passwords where only their owner reads them."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(sign_ins, out)
+        path.chmod(0o600)
+    except OSError as err:  # the demo still runs; the next start gives new passwords
+        log.warning("could not keep the demo sign-ins in %s: %s", path, err)

@@ -9,10 +9,15 @@ on the live board. Production runs the three as separate services (docs/operatio
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
 from prometheus_client import CollectorRegistry, start_http_server
+from sqlalchemy import Engine
 
+from ivr import prompts
 from ivr.app import build_services, close_services, warm_up
 from ivr.cli import start_sweeps, wait_for_signal
 from ivr.fastagi import FastAGIServer, start_in_thread
@@ -20,21 +25,28 @@ from ivr.routes import ROUTES
 from onerpa.demo import ENTITLED_PHONE, NOT_ENTITLED_PHONE, load_demo
 from onerpa.metrics import DatabaseCollector, ProcessMetrics
 from onerpa.phone import format_national
-from onerpa.startup import load_settings, open_database
+from onerpa.settings import Settings
+from onerpa.startup import ALL_PORTS, load_settings, open_database, port_options
 from onerpa.timing import Targets
+
+SIGN_INS_FILE = "demo-sign-ins.json"  # the demo passwords, kept between runs
 
 
 @click.command("run")
 @click.option("--no-demo", is_flag=True, help="Do not load the demo customers and users.")
-def run_command(no_demo: bool) -> None:
+@click.option(
+    "--no-demo-calls", is_flag=True, help="Do not add a month of past calls to the demo data."
+)
+@port_options(*ALL_PORTS)
+def run_command(no_demo: bool, no_demo_calls: bool) -> None:
     """Run the FastAGI server, the dashboard and /metrics together (demo set-up)."""
     from dashboard import create_app
     from dashboard.server import serve_in_thread
-    from dashboard.users import ensure_demo_users
 
-    settings = load_settings()
+    settings = load_settings(listening=ALL_PORTS)  # every port free before anything starts
+    prompts.ensure_fit(settings)  # the caller hears these hours and this address
     engine = open_database(settings)
-    credentials = [] if no_demo else _load_demo(engine, ensure_demo_users)
+    credentials = [] if no_demo else load_demo_set(engine, settings, calls=not no_demo_calls)
     # Two registries, as in production: the FastAGI server's own metrics, and the site's
     # call metrics that follow the database (docs/timing.md says which is which).
     process_registry, site_registry = CollectorRegistry(), CollectorRegistry()
@@ -62,9 +74,20 @@ def run_command(no_demo: bool) -> None:
     close_services(services)
 
 
-def _load_demo(engine, ensure_demo_users):  # type: ignore[no-untyped-def]
-    load_demo(engine)
-    return ensure_demo_users(engine)
+def load_demo_set(engine: Engine, settings: Settings, *, calls: bool = True) -> list[Any]:
+    """Load the demo customers (with a month of calls), the demo users; return the sign-ins."""
+    from dashboard.users import ensure_demo_users
+
+    load_demo(engine, calls=calls, now=datetime.now(UTC), calendar=settings.calendar)
+    return ensure_demo_users(engine, remember=sign_ins_file(engine))
+
+
+def sign_ins_file(engine: Engine) -> Path:
+    """Return where the demo passwords are kept between runs: beside the SQLite file."""
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return Path(database).parent / SIGN_INS_FILE
+    return Path("var") / SIGN_INS_FILE
 
 
 def _say_hello(settings, fastagi_port: int, board_url: str, credentials) -> None:  # type: ignore[no-untyped-def]

@@ -4,8 +4,12 @@ A call belongs to the period in which it arrived (``start <= arrived_at < end``)
 definitions follow Asterisk's queue statistics (``queue show``), with our precise stamps
 instead of its whole seconds:
 
-- offered: calls that arrived; answered: calls an agent answered;
-- abandoned in the IVR / in the queue, and ended in the IVR by design (closed, refused...);
+- offered: calls that arrived; each of them has exactly one outcome (``outcome_of``: from its
+  status by ``OUTCOME_OF``, or answered whenever an agent answered): answered (including a
+  conversation going on now), abandoned in the queue, abandoned in the menu, ended by the
+  rules (closed, not a customer, refused, not entitled, or sent to sales), lost (no end
+  signal ever came, never answered), or still in progress (in the menu or waiting for an
+  agent); the outcome counts add up to offered;
 - service level SL = answered within the wait target / answered (Asterisk's
   ``callscompletedinsl / callscompleted``, "within" meaning ``wait <= target``);
 - SL2 = (answered within the target + abandoned in the queue within the target) /
@@ -21,9 +25,10 @@ Ratios are None when their denominator is zero, never 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, Integer, and_, case, cast, func, literal, select
@@ -36,9 +41,13 @@ from onerpa.timing import Targets
 
 __all__ = [
     "CONSULTATION_EDGES",
+    "OUTCOME_OF",
     "UNDECIDED",
     "Figures",
+    "Outcome",
     "Targets",
+    "agent_interfaces",
+    "outcome_of",
     "compute",
     "consultation_histogram",
     "hourly",
@@ -51,15 +60,69 @@ CONSULTATION_EDGES = (60, 120, 180, 240, 300, 420, 600)
 _SLOT_SECONDS = 900  # every time zone's offset is a multiple of 15 minutes
 
 
+class Outcome(StrEnum):
+    """How an offered call turned out; every call has exactly one. Values are stable codes."""
+
+    ANSWERED = "answered"
+    ABANDONED_QUEUE = "abandoned_queue"
+    ABANDONED_IVR = "abandoned_ivr"
+    ENDED_BY_RULES = "ended_by_rules"
+    LOST = "lost"
+    IN_PROGRESS = "in_progress"
+
+
+# The one place that says which outcome each status is. A conversation going on now is
+# answered (the wait is over; SL and ASA count it), a call sent to sales was ended by the
+# rules (not entitled, the caller chose sales), a call still in the menu or the queue is in
+# progress. ``Figures`` has one count per outcome, named by its code.
+OUTCOME_OF: Mapping[CallStatus, Outcome] = {
+    CallStatus.IN_IVR: Outcome.IN_PROGRESS,
+    CallStatus.QUEUED: Outcome.IN_PROGRESS,
+    CallStatus.TALKING: Outcome.ANSWERED,
+    CallStatus.COMPLETED: Outcome.ANSWERED,
+    CallStatus.ENDED_IVR: Outcome.ENDED_BY_RULES,
+    CallStatus.TRANSFERRED: Outcome.ENDED_BY_RULES,
+    CallStatus.ABANDONED_IVR: Outcome.ABANDONED_IVR,
+    CallStatus.ABANDONED_QUEUE: Outcome.ABANDONED_QUEUE,
+    CallStatus.LOST: Outcome.LOST,
+}
+
+
+def outcome_of(status: str, answered_at: datetime | None) -> Outcome:
+    """Return a call's outcome: answered once an agent answered it, else by its status.
+
+    An answer time outranks the status because only a lost call can have both: the sweep
+    closed it after an answer, when the hang-up never came. The agent did talk to the caller.
+    """
+    return Outcome.ANSWERED if answered_at is not None else OUTCOME_OF[CallStatus(status)]
+
+
+def _outcome(status: Any, answered_at: Any) -> ColumnElement[str]:
+    """SQL for ``outcome_of``: the same rule, per row."""
+    by_status = [(status.in_(_statuses_of(o)), literal(o.value)) for o in Outcome]
+    return case((answered_at.is_not(None), literal(Outcome.ANSWERED.value)), *by_status)
+
+
+def _statuses_of(outcome: Outcome) -> list[str]:
+    return [status.value for status, found in OUTCOME_OF.items() if found is outcome]
+
+
 @dataclass(frozen=True)
 class Figures:
-    """The standard figures of one set of calls; times in seconds, shares in 0..1."""
+    """The standard figures of one set of calls; times in seconds, shares in 0..1.
+
+    ``offered`` is the sum of the six outcome counts (``answered`` ... ``in_progress``);
+    ``transferred`` is the part of ``ended_by_rules`` that was sent to sales.
+    """
 
     offered: int = 0
     answered: int = 0
-    abandoned_ivr: int = 0
     abandoned_queue: int = 0
-    ended_ivr: int = 0
+    abandoned_ivr: int = 0
+    ended_by_rules: int = 0
+    lost: int = 0
+    in_progress: int = 0
+    transferred: int = 0
     service_level: float | None = None
     service_level2: float | None = None
     asa_seconds: float | None = None
@@ -69,6 +132,10 @@ class Figures:
     within_limit_share: float | None = None
     over_target: int = 0
     over_limit: int = 0
+
+    def outcomes(self) -> list[tuple[Outcome, int]]:
+        """Return each outcome with its count, in ``Outcome`` order; they add up to offered."""
+        return [(outcome, getattr(self, outcome.value)) for outcome in Outcome]
 
 
 def compute(
@@ -97,6 +164,16 @@ def per_agent(
     return _grouped(session, filters, Call.agent, targets)  # type: ignore[return-value]
 
 
+def agent_interfaces(session: Session, start: datetime, end: datetime) -> dict[str, str]:
+    """Return the phone interface each agent (as ``calls.agent`` names them) answered on."""
+    rows = session.execute(
+        select(Call.agent, func.max(Call.agent_interface))
+        .where(*_period(start, end), Call.agent.is_not(None), Call.agent_interface.is_not(None))
+        .group_by(Call.agent)
+    )
+    return {str(agent): str(interface) for agent, interface in rows}
+
+
 def per_decision(
     session: Session, start: datetime, end: datetime, *, targets: Targets
 ) -> dict[str, Figures]:
@@ -114,7 +191,7 @@ def hourly(
         select(
             slot.label("slot"),
             func.count(),
-            func.count(Call.answered_at),
+            _count_if(_outcome(Call.status, Call.answered_at) == Outcome.ANSWERED.value),
         )
         .where(*_period(start, end))
         .group_by(slot)
@@ -124,7 +201,7 @@ def hourly(
         moment = datetime.fromtimestamp(int(slot_number) * _SLOT_SECONDS, UTC)
         totals = counts.setdefault(_local_hour(moment, tz), [0, 0])
         totals[0] += offered
-        totals[1] += answered
+        totals[1] += int(answered or 0)
     return [(hour.astimezone(tz), *counts.get(hour, (0, 0))) for hour in _hours(start, end, tz)]
 
 
@@ -221,7 +298,7 @@ def _grouped(
         select(
             group.label("key"),
             Call.status.label("status"),
-            Call.answered_at.label("answered_at"),
+            _outcome(Call.status, Call.answered_at).label("outcome"),
             _wait(session).label("wait"),
             _consultation(session).label("consult"),
         )
@@ -243,14 +320,16 @@ def _totals(base: Any, targets: Targets, *, grouped: bool = True) -> Any:
     """Return SQL for the counts and averages over ``base``, per key or (with the 90th
     percentile) over all of it."""
     c = base.c
-    answered = c.answered_at.is_not(None)
-    abandoned_q = c.status == CallStatus.ABANDONED_QUEUE.value
+    # Answered means the answered outcome, on its card and in SL and ASA alike.
+    answered = c.outcome == Outcome.ANSWERED.value
+    abandoned_q = c.outcome == Outcome.ABANDONED_QUEUE.value
+    outcomes = [_count_if(c.outcome == o.value).label(o.value) for o in Outcome]
     query = select(
         func.count().label("offered"),
-        _count_if(answered).label("answered"),
-        _count_if(c.status == CallStatus.ABANDONED_IVR.value).label("abandoned_ivr"),
-        _count_if(abandoned_q).label("abandoned_queue"),
-        _count_if(c.status == CallStatus.ENDED_IVR.value).label("ended_ivr"),
+        *outcomes,
+        _count_if(
+            and_(c.status == CallStatus.TRANSFERRED.value, c.outcome == Outcome.ENDED_BY_RULES)
+        ).label("transferred"),
         _count_if(and_(answered, c.wait.is_not(None))).label("answered_timed"),
         _count_if(and_(answered, c.wait <= targets.wait)).label("answered_in_sl"),
         _count_if(and_(abandoned_q, c.wait.is_not(None))).label("abandoned_timed"),
@@ -317,10 +396,8 @@ def _figures(row: Any) -> Figures:
     consultations = int(row["consultations"] or 0)
     return Figures(
         offered=int(row["offered"]),
-        answered=int(row["answered"]),
-        abandoned_ivr=int(row["abandoned_ivr"] or 0),
-        abandoned_queue=int(row["abandoned_queue"] or 0),
-        ended_ivr=int(row["ended_ivr"] or 0),
+        **{outcome.value: int(row[outcome.value] or 0) for outcome in Outcome},
+        transferred=int(row["transferred"] or 0),
         service_level=_share(in_sl, answered_timed),
         service_level2=_share(in_sl + int(row["abandoned_in_sl"] or 0), both_timed),
         asa_seconds=_float(row["asa"]),

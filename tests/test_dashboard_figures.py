@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import charts
 from dashboard.testing import Clock, add_call, add_user, make_app, sign_in
+from onerpa.callstatus import CallStatus
 
 NOW = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 14:00 in Moscow
 PASSWORD = "correct horse"
@@ -26,7 +28,14 @@ def supervisor(engine: Engine, sessions: sessionmaker[Session]) -> FlaskClient:
     return client
 
 
-def _answered(session: Session, arrived: datetime, wait: float, talk: float, agent: str) -> None:
+def _answered(
+    session: Session,
+    arrived: datetime,
+    wait: float,
+    talk: float,
+    agent: str,
+    interface: str | None = None,
+) -> None:
     add_call(
         session,
         status="completed",
@@ -36,6 +45,7 @@ def _answered(session: Session, arrived: datetime, wait: float, talk: float, age
         answered_at=arrived + timedelta(seconds=30 + wait),
         ended_at=arrived + timedelta(seconds=30 + wait + talk),
         agent=agent,
+        agent_interface=interface,
     )
 
 
@@ -73,7 +83,7 @@ def test_figures_for_today(supervisor: FlaskClient, calls: None) -> None:
     assert _tile(page, "поступило") == "5"
     assert _tile(page, "отвечено") == "3"
     assert _tile(page, "брошено в очереди") == "1"
-    assert _tile(page, "завершено в меню") == "1"
+    assert _tile(page, "завершено правилами") == "1"
     assert _tile(page, "уровень сервиса: ответ за 1:00") == "67 %"
     assert _tile(page, "среднее время ответа") == "0:50"
     assert _tile(page, "консультация в среднем") == "4:00"
@@ -156,3 +166,52 @@ def test_bar_chart_escapes_labels() -> None:
 @pytest.mark.parametrize(("value", "top"), [(0, 4), (3, 4), (7, 8), (13, 20), (250, 400)])
 def test_axis_top_is_round(value: float, top: float) -> None:
     assert charts._nice_top(value) == top
+
+
+OUTCOME_CARDS = (
+    "отвечено",
+    "брошено в очереди",
+    "брошено в меню",
+    "завершено правилами",
+    "потеряно",
+    "ещё идут",
+)
+
+
+def test_outcome_cards_add_up_to_offered(
+    supervisor: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    rng = random.Random(11)
+    statuses = [rng.choice(list(CallStatus)) for _ in range(60)]
+    with sessions.begin() as session:
+        for status in statuses:
+            arrived = NOW - timedelta(minutes=rng.randrange(1, 600))
+            add_call(session, status=status.value, arrived_at=arrived)
+    page = supervisor.get("/figures").get_data(as_text=True)
+    cards = [int(_tile(page, label)) for label in OUTCOME_CARDS]
+    assert sum(cards) == int(_tile(page, "поступило")) == 60
+    lost, in_progress = cards[4], cards[5]
+    assert lost == statuses.count(CallStatus.LOST)
+    live = (CallStatus.IN_IVR, CallStatus.QUEUED)
+    assert in_progress == sum(status in live for status in statuses)
+    transferred = statuses.count(CallStatus.TRANSFERRED)
+    assert f"завершено правилами, из них в продажи: {transferred}" in page
+
+
+def test_per_agent_figures_name_the_staff_user(
+    supervisor: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        add_user(session, "anna", "agent", PASSWORD, interface="PJSIP/101")
+        add_user(session, "boris", "agent", PASSWORD, interface="PJSIP/102")
+        arrived = NOW - timedelta(hours=1)
+        for agent, interface in (
+            ("PJSIP/101", "PJSIP/101"),  # the queue had no member name
+            ("Agent 102", "PJSIP/102"),  # the queue's member name, not the user's
+            ("PJSIP/109", "PJSIP/109"),  # nobody's phone
+        ):
+            _answered(session, arrived, 20, 120, agent, interface)
+    page = supervisor.get("/figures/breakdown").get_data(as_text=True)
+    rows = re.findall(r"<tr><td><a [^>]*>([^<]+)</a></td>", page)
+    assert rows == ["Anna", "Boris", "PJSIP/109"]
+    assert 'title="PJSIP/101">Anna</a>' in page

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from onerpa import demo, directory, entitlement
+from dashboard.models import AuditEntry
+from dashboard.testing import Clock, make_app, sign_in
+from dashboard.users import ensure_demo_users, find_user, update_user
+from ivr.dialplan import Route, Topic
+from onerpa import allinone, db, demo, directory, entitlement, figures
 from onerpa.cli import main
 from onerpa.entitlement import Reason
+from onerpa.hours import SupportCalendar
 from onerpa.importer import import_file
-from onerpa.models import Customer
+from onerpa.models import Call, CallEvent, Customer
+from onerpa.settings import Settings
+from onerpa.timing import Targets
 
 MSK = ZoneInfo("Europe/Moscow")
 SAMPLE = Path(__file__).resolve().parents[1] / "docs" / "customers.sample.csv"
@@ -143,8 +151,205 @@ def test_demo_data_command_says_which_numbers_to_try(
     first = CliRunner().invoke(main, ["demo-data"])
     again = CliRunner().invoke(main, ["demo-data"])
     assert first.exit_code == 0, first.output
-    assert first.stdout.splitlines() == [
-        "demo data: 51 customers added, 170 changes in all",
-        "try +7 495 123-45-67 (entitled, first year) and +7 903 555-01-42 (not entitled)",
-    ]
-    assert again.stdout.splitlines()[0] == "demo data: 0 customers added, 0 changes in all"
+    summary, numbers = first.stdout.splitlines()
+    added = re.fullmatch(
+        r"demo data: 51 customers added, (\d+) past calls added, (\d+) .*", summary
+    )
+    assert added and int(added[1]) > 1000 and int(added[2]) == 170 + int(added[1]), summary
+    assert numbers == (
+        "try +7 495 123-45-67 (entitled, first year) and +7 903 555-01-42 (not entitled)"
+    )
+    assert again.stdout.splitlines()[0] == (
+        "demo data: 0 customers added, 0 past calls added, 0 changes in all"
+    )
+
+
+def test_demo_data_command_without_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONERPA_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    result = CliRunner().invoke(main, ["demo-data", "--no-demo-calls"])
+    assert result.stdout.splitlines()[0] == (
+        "demo data: 51 customers added, 0 past calls added, 170 changes in all"
+    )
+
+
+# --- a month of calls --------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 26, 14, 0, tzinfo=MSK)  # a Thursday
+MONTH = (datetime.combine(NOW.date() - timedelta(days=29), time(0), MSK), NOW)  # "30 дней"
+
+
+def _count_calls(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Call)).scalar_one()
+
+
+def test_demo_calls_give_the_figures_of_the_last_30_days(engine: Engine) -> None:
+    changes = demo.load_demo(engine, calls=True, now=NOW)
+    with Session(engine) as session:
+        month = figures.compute(session, *MONTH, targets=Targets())
+        agents = figures.per_agent(session, *MONTH, targets=Targets())
+        decisions = figures.per_decision(session, *MONTH, targets=Targets())
+        closed = session.scalar(select(func.count()).where(Call.decision == "closed"))
+    assert changes["calls_added"] == month.offered > 1000
+    assert sum(count for _, count in month.outcomes()) == month.offered
+    assert month.answered > month.offered / 2
+    assert 0 < month.abandoned_queue < month.answered / 5
+    assert month.abandoned_ivr and month.lost and month.transferred
+    assert month.in_progress == 0  # nothing left live: the board starts empty
+    assert 150 < month.consultation_avg_seconds < 300  # around the 3-5 minute target
+    assert 0 < month.over_limit < month.answered / 3
+    assert month.service_level is not None and month.service_level > 0.7
+    assert sorted(agents) == [agent.member_name for agent in demo.AGENTS]
+    assert "unknown_caller" in decisions and "not_entitled" in decisions
+    assert 0 < closed < month.offered / 10  # mostly in the line's hours
+
+
+def test_demo_calls_are_added_once(engine: Engine) -> None:
+    first = demo.load_demo(engine, calls=True, now=NOW)
+    again = demo.load_demo(engine, calls=True, now=NOW + timedelta(days=1))
+    assert first["calls_added"] == _count_calls(engine)
+    assert again == Counter()
+    assert _count_calls(engine) == first["calls_added"]
+
+
+def test_demo_calls_skip_a_database_that_has_calls(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(Call(call_ref="real-1", arrived_at=NOW, status="completed"))
+        session.commit()
+    assert demo.load_demo(engine, calls=True, now=NOW)["calls_added"] == 0
+    assert _count_calls(engine) == 1
+
+
+def test_demo_calls_are_the_same_for_the_same_moment() -> None:
+    numbers = [demo.Caller("+74951234567", 1, "free_first_year", "Первый год")]
+    calendar = SupportCalendar()
+    assert demo.demo_calls(numbers, NOW, calendar) == demo.demo_calls(numbers, NOW, calendar)
+
+
+def test_demo_calls_have_events_like_the_recorder_writes(engine: Engine) -> None:
+    demo.load_demo(engine, calls=True, now=NOW)
+    with engine.connect() as conn:
+        query = select(CallEvent.kind, func.count()).group_by(CallEvent.kind)
+        kinds = {kind: count for kind, count in conn.execute(query)}
+        answered = conn.scalar(select(func.count()).where(Call.answered_at.is_not(None)))
+        lost = conn.scalar(select(func.count()).where(Call.status == "lost"))
+    assert kinds["arrived"] == _count_calls(engine)
+    assert kinds["answered"] == answered
+    assert kinds["swept"] == lost
+    assert kinds["ended"] + kinds["swept"] == kinds["arrived"]
+
+
+def test_demo_routes_and_topics_are_the_dialplans(engine: Engine) -> None:
+    demo.load_demo(engine, calls=True, now=NOW)
+    with engine.connect() as conn:
+        routes = set(conn.scalars(select(Call.route).distinct()))
+        topics = set(conn.scalars(select(Call.topic).distinct()))
+    assert routes - {None} <= {route.value for route in Route}
+    assert topics - {None} <= {topic.value for topic in Topic}
+
+
+# --- `run` with the demo set: the flag, restarts ------------------------------------------
+
+
+class _Started(Exception):
+    """Raised where ``run`` would start the servers: the demo set is loaded by then."""
+
+
+@pytest.fixture
+def run_twice_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    database = tmp_path / "run.sqlite3"
+    settings = Settings.from_env({"ONERPA_DATABASE_URL": f"sqlite:///{database}"})
+    monkeypatch.setattr(allinone, "load_settings", lambda listening=(): settings)
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise _Started
+
+    monkeypatch.setattr(allinone, "build_services", stop)
+    return database
+
+
+def test_run_loads_a_month_of_calls_once_and_audits_no_restart(run_twice_env: Path) -> None:
+    url = f"sqlite:///{run_twice_env}"
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["run"])
+        assert isinstance(result.exception, _Started), result.output
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            calls = _count_calls(engine)
+            audit = list(conn.execute(select(AuditEntry.action, AuditEntry.details)))
+    finally:
+        engine.dispose()
+    assert calls > 1000
+    assert [action for action, _ in audit].count("user.update") == 0
+    assert [action for action, _ in audit].count("user.create") == len(demo.AGENTS) + 1
+
+
+def test_run_without_demo_calls(run_twice_env: Path) -> None:
+    result = CliRunner().invoke(main, ["run", "--no-demo-calls"])
+    assert isinstance(result.exception, _Started), result.output
+    engine = db.make_engine(f"sqlite:///{run_twice_env}")
+    try:
+        assert _count_calls(engine) == 0
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Customer)) == 51
+    finally:
+        engine.dispose()
+
+
+def test_restarted_demo_keeps_its_sign_ins_and_audits_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    remember = tmp_path / "var" / "demo-sign-ins.json"
+    first = ensure_demo_users(engine, remember=remember)
+    with engine.connect() as conn:
+        audited = conn.scalar(select(func.count()).select_from(AuditEntry))
+    again = ensure_demo_users(engine, remember=remember)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(AuditEntry)) == audited
+    assert again == first
+    assert remember.stat().st_mode & 0o777 == 0o600
+    client = make_app(engine, Clock(NOW)).test_client()
+    for credentials in again:
+        assert sign_in(client, credentials.username, credentials.password).status_code == 302
+
+
+def test_demo_sign_in_changed_elsewhere_gets_a_new_password_audited(
+    engine: Engine, tmp_path: Path
+) -> None:
+    remember = tmp_path / "demo-sign-ins.json"
+    first = ensure_demo_users(engine, remember=remember)
+    with Session(engine) as session:
+        user = find_user(session, "demo-supervisor")
+        assert user is not None
+        update_user(session, user, password="changed by the supervisor", by="vera")
+        session.commit()
+    again = ensure_demo_users(engine, remember=remember)
+    assert again[0].password != first[0].password and again[1] == first[1]
+    with engine.connect() as conn:
+        updates = conn.execute(
+            select(AuditEntry.username, AuditEntry.details).where(
+                AuditEntry.action == "user.update"
+            )
+        ).all()
+    assert updates == [("vera", "password"), ("demo", "password")]
+
+
+def test_demo_agents_name_the_demo_calls_agents(engine: Engine) -> None:
+    ensure_demo_users(engine)
+    with Session(engine) as session:
+        for agent in demo.AGENTS:
+            user = find_user(session, agent.username)
+            assert user is not None
+            assert (user.member_interface, user.label) == (agent.interface, agent.display_name)
+
+
+def test_updating_a_user_to_what_it_is_audits_nothing(engine: Engine) -> None:
+    ensure_demo_users(engine)
+    with Session(engine) as session:
+        before = session.scalar(select(func.count()).select_from(AuditEntry))
+        user = find_user(session, "demo-agent")
+        assert user is not None
+        update_user(session, user, role="agent", interface="PJSIP/101", active=True)
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == before

@@ -6,10 +6,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
 from onerpa import figures, timing
-from onerpa.figures import Figures
+from onerpa.callstatus import CallStatus
+from onerpa.figures import OUTCOME_OF, Figures, Outcome
 from onerpa.models import Call
 from onerpa.settings import Settings
 from onerpa.timing import Targets
@@ -74,10 +78,13 @@ def test_figures_of_a_period_match_the_hand_count(calls: Session) -> None:
     result = figures.compute(calls, *period(), targets=TARGETS)
     assert result == Figures(
         offered=12,
-        answered=6,
-        abandoned_ivr=1,
+        answered=6,  # five completed and the one still talking
         abandoned_queue=2,
-        ended_ivr=1,
+        abandoned_ivr=1,
+        ended_by_rules=2,  # closed, and the one sent to sales
+        lost=1,
+        in_progress=0,
+        transferred=1,
         service_level=pytest.approx(4 / 6),  # waits 20, 60, 10, 5 of six answered
         service_level2=pytest.approx(5 / 8),  # plus the one abandoned after 30 s, of eight
         asa_seconds=pytest.approx(246 / 6),
@@ -115,7 +122,8 @@ def test_figures_per_decision_include_calls_ended_before_one(calls: Session) -> 
     )
     assert result["undecided"].abandoned_ivr == 1
     assert result["undecided"].service_level is None
-    assert result["closed"].ended_ivr == 1
+    assert result["closed"].ended_by_rules == 1
+    assert (result["not_entitled"].ended_by_rules, result["not_entitled"].transferred) == (1, 1)
     undecided = figures.compute(calls, *period(), targets=TARGETS, decision="undecided")
     assert undecided == result["undecided"]
 
@@ -187,3 +195,62 @@ def test_timing_of_one_call_and_its_grade() -> None:
 def test_targets_come_from_the_settings() -> None:
     settings = Settings.from_env({"ONERPA_WAIT_TARGET_SECONDS": "45"})
     assert Targets.from_settings(settings) == Targets(wait=45, consultation_target=180)
+
+
+# --- outcomes: every offered call in exactly one ---------------------------------------
+
+
+def test_every_status_has_one_outcome() -> None:
+    assert set(OUTCOME_OF) == set(CallStatus)
+    assert {OUTCOME_OF[s] for s in CallStatus} == set(Outcome)
+
+
+def test_a_call_swept_after_an_answer_is_answered_not_lost(session: Session) -> None:
+    swept = make_call(1, DAY, ("talking", "free_updates", 30, None, "Agent A"))
+    swept.status = "lost"
+    session.add_all([swept, make_call(2, DAY, CALLS[11])])  # and one lost in the queue
+    session.commit()
+    result = figures.compute(session, *period(), targets=TARGETS)
+    assert (result.offered, result.answered, result.lost) == (2, 1, 1)
+    assert (result.service_level, result.asa_seconds) == (1.0, 30)
+
+
+def _stamp(draw: st.DrawFn, base: datetime) -> datetime | None:
+    seconds = draw(st.none() | st.floats(0, 1800, allow_nan=False))
+    return None if seconds is None else base + seconds * S
+
+
+@st.composite
+def any_call(draw: st.DrawFn) -> dict[str, object]:
+    """A call in any status with any stamps: the outcome must follow the status alone."""
+    arrived = DAY + draw(st.integers(0, 3 * 3600 - 1)) * S
+    return {
+        "status": draw(st.sampled_from(CallStatus)).value,
+        "decision": draw(st.sampled_from([None, "closed", "free_updates", "not_entitled"])),
+        "arrived_at": arrived,
+        "queued_at": _stamp(draw, arrived),
+        "answered_at": _stamp(draw, arrived + 1800 * S),
+        "ended_at": _stamp(draw, arrived + 3600 * S),
+        "agent": draw(st.sampled_from([None, "Agent 101", "Agent 102"])),
+    }
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(any_call(), max_size=30))
+def test_outcome_cards_add_up_to_offered(engine: Engine, calls: list[dict[str, object]]) -> None:
+    with Session(engine) as session:
+        session.execute(delete(Call))
+        session.add_all(Call(call_ref=f"g{n}", **call) for n, call in enumerate(calls))
+        session.commit()
+        total = figures.compute(session, *period(), targets=TARGETS)
+        decisions = figures.per_decision(session, *period(), targets=TARGETS)
+    expected = {outcome: 0 for outcome in Outcome}
+    for call in calls:
+        expected[figures.outcome_of(call["status"], call["answered_at"])] += 1
+    assert dict(total.outcomes()) == expected
+    assert sum(count for _, count in total.outcomes()) == total.offered == len(calls)
+    for part in decisions.values():
+        assert sum(count for _, count in part.outcomes()) == part.offered
+    assert total.answered == expected[Outcome.ANSWERED]
