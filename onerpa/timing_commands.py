@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 
-from onerpa import queuelog, sweep
+from onerpa import queuelog, startup, sweep
 from onerpa.metrics import DatabaseCollector
 from onerpa.timing import Targets
 
@@ -42,15 +42,14 @@ def _wait_for_signal(stop: threading.Event) -> None:
 )
 def metrics_command(host: str | None, port: int | None, with_sweep: bool) -> None:
     """Export the site's call metrics (from the database) on /metrics."""
-    from onerpa.cli import load_settings, open_database
-
-    settings = load_settings()
-    engine = open_database(settings)
+    settings = startup.load_settings()
+    listen = startup.command_binding(settings, startup.METRICS, host, port)
+    startup.ensure_ports_free([listen])
+    engine = startup.open_database(settings)
     registry = CollectorRegistry()
     collector = DatabaseCollector(engine, Targets.from_settings(settings), registry=registry)
-    address = (host or settings.metrics_host, port or settings.metrics_port)
-    start_http_server(address[1], address[0], registry)
-    click.echo(f"metrics on http://{address[0]}:{address[1]}/metrics", err=True)
+    start_http_server(listen.port, listen.host, registry)
+    click.echo(f"metrics on http://{listen.host}:{listen.port}/metrics", err=True)
     stop = threading.Event()
     if with_sweep:
         errors = collector.errors.labels("sweep")
@@ -68,12 +67,10 @@ def metrics_command(host: str | None, port: int | None, with_sweep: bool) -> Non
 @click.command("sweep")
 def sweep_command() -> None:
     """Mark calls lost that stayed live longer than any real call could."""
-    from onerpa.cli import load_settings, open_database
-
-    settings = load_settings()
-    engine = open_database(settings)
+    settings = startup.load_settings()
+    engine = startup.open_database(settings)
     marked = sweep.sweep(engine, _utcnow(), sweep.Limits.from_settings(settings))
-    click.echo(f"{marked} stale calls marked lost")
+    click.echo(f"звонков помечено потерянными: {marked}")
 
 
 @click.command("queuelog")
@@ -85,10 +82,8 @@ def queuelog_command(
     path: Path | None, follow: bool, queues: tuple[str, ...], all_queues: bool
 ) -> None:
     """Fill call times the hooks missed from Asterisk's queue_log [ONERPA_QUEUE_LOG]."""
-    from onerpa.cli import load_settings, open_database
-
-    settings = load_settings()
-    engine = open_database(settings)
+    settings = startup.load_settings()
+    engine = startup.open_database(settings)
     path = path or Path(settings.queue_log)
     wanted = () if all_queues else (queues or (settings.queue,))
     if follow:

@@ -214,3 +214,13 @@ def test_a_prompts_folder_without_prompts_is_named(tmp_path: Path) -> None:
     done = _cli(tmp_path, "fastagi", env=_env(tmp_path, ONERPA_PROMPTS_DIR=str(tmp_path)))
     assert done.returncode == 1
     assert "укажите в ONERPA_PROMPTS_DIR папку asterisk/sounds" in done.stderr
+
+
+def test_metrics_on_a_busy_port_names_the_port_and_its_setting(
+    tmp_path: Path, busy_port: int
+) -> None:
+    done = _cli(tmp_path, "metrics", env=_env(tmp_path, ONERPA_METRICS_PORT=str(busy_port)))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"Порт {busy_port} на 127.0.0.1 занят: задайте другой в ONERPA_METRICS_PORT"
+    ]
