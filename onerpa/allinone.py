@@ -92,23 +92,27 @@ def sign_ins_file(engine: Engine) -> Path:
 
 def _say_hello(settings, fastagi_port: int, board_url: str, credentials) -> None:  # type: ignore[no-untyped-def]
     host = settings.fastagi_host
+    roles = {"agent": "агент", "supervisor": "руководитель"}
     lines = [
-        "OneRPA support line is running (stop with Ctrl+C).",
-        f"  FastAGI:   agi://{host}:{fastagi_port}/call   (database: {settings.database_url})",
-        f"  Dashboard: {board_url}",
-        f"  Metrics:   http://{settings.metrics_host}:{settings.metrics_port}/metrics (calls)",
+        "Линия поддержки OneRPA работает (остановить: Ctrl+C).",
+        f"  FastAGI:    agi://{host}:{fastagi_port}/call   (база данных: {settings.database_url})",
+        f"  Табло:      {board_url}",
+        f"  Метрики:    http://{settings.metrics_host}:{settings.metrics_port}/metrics (звонки)",
     ]
     if settings.fastagi_metrics_port:
         port = settings.fastagi_metrics_port
-        lines.append(f"             http://{settings.metrics_host}:{port}/metrics (FastAGI server)")
+        lines.append(
+            f"              http://{settings.metrics_host}:{port}/metrics (сервер FastAGI)"
+        )
     for cred in credentials:
-        lines.append(f"  Sign in as {cred.role}: {cred.username} / {cred.password}")
+        role = roles.get(str(cred.role), str(cred.role))
+        lines.append(f"  Вход ({role}): {cred.username} / {cred.password}")
     entitled, lapsed = format_national(ENTITLED_PHONE), format_national(NOT_ENTITLED_PHONE)
     server = f"{host}:{fastagi_port}"
     lines += [
-        "Place a call (another terminal):",
+        "Позвоните на линию (из другого терминала):",
         f'  .venv/bin/onerpa-support simulate-call --server {server} --from "{entitled}" '
-        "--digits 2",
+        "--digits 2 --agent PJSIP/101 --wait 5 --talk 200",
         f'  .venv/bin/onerpa-support simulate-call --server {server} --from "{lapsed}" --digits 1',
     ]
     click.echo("\n".join(lines))

@@ -698,10 +698,10 @@ def demo_data_command(no_demo_calls: bool) -> None:
     finally:
         engine.dispose()
     click.echo(
-        f"demo data: {changes['customers_added']} customers added, "
-        f"{changes['calls_added']} past calls added, {sum(changes.values())} changes in all"
+        f"демо-данные: клиентов добавлено {changes['customers_added']}, "
+        f"прошлых звонков {changes['calls_added']}, всего изменений {sum(changes.values())}"
     )
     click.echo(
-        f"try {format_national(ENTITLED_PHONE)} (entitled, first year) and "
-        f"{format_national(NOT_ENTITLED_PHONE)} (not entitled)"
+        f"позвоните с {format_national(ENTITLED_PHONE)} (первый год, поддержка бесплатна) и "
+        f"с {format_national(NOT_ENTITLED_PHONE)} (поддержка не положена)"
     )

@@ -153,14 +153,15 @@ def test_demo_data_command_says_which_numbers_to_try(
     assert first.exit_code == 0, first.output
     summary, numbers = first.stdout.splitlines()
     added = re.fullmatch(
-        r"demo data: 51 customers added, (\d+) past calls added, (\d+) .*", summary
+        r"демо-данные: клиентов добавлено 51, прошлых звонков (\d+), всего изменений (\d+)", summary
     )
     assert added and int(added[1]) > 1000 and int(added[2]) == 170 + int(added[1]), summary
     assert numbers == (
-        "try +7 495 123-45-67 (entitled, first year) and +7 903 555-01-42 (not entitled)"
+        "позвоните с +7 495 123-45-67 (первый год, поддержка бесплатна) и "
+        "с +7 903 555-01-42 (поддержка не положена)"
     )
     assert again.stdout.splitlines()[0] == (
-        "demo data: 0 customers added, 0 past calls added, 0 changes in all"
+        "демо-данные: клиентов добавлено 0, прошлых звонков 0, всего изменений 0"
     )
 
 
@@ -168,7 +169,7 @@ def test_demo_data_command_without_calls(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("ONERPA_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
     result = CliRunner().invoke(main, ["demo-data", "--no-demo-calls"])
     assert result.stdout.splitlines()[0] == (
-        "demo data: 51 customers added, 0 past calls added, 170 changes in all"
+        "демо-данные: клиентов добавлено 51, прошлых звонков 0, всего изменений 170"
     )
 
 
