@@ -320,6 +320,10 @@ def init_app(app: Flask) -> None:
     def day(value: date | None) -> str:
         return value.strftime("%d.%m.%Y") if value else "—"
 
+    def last_day(end: datetime | None) -> str:
+        # A term is stored as the moment it ends, 00:00 after its last day.
+        return when(end - timedelta(microseconds=1), "%d.%m.%Y") if end else "—"
+
     def over_class(seconds: float | None) -> str:
         if seconds is None:
             return ""
@@ -331,6 +335,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
         when=when,
         day=day,
+        last_day=last_day,
         decision=decision_label,
         tone=decision_tone,
         status=status_label,

@@ -172,6 +172,8 @@ def test_agent_sets_a_refusal_and_it_holds_on_the_next_call(
     page = agent.get(f"/customers/{customer_id}").get_data(as_text=True)
     assert "Отказ в консультации (нарушение этикета)" in page
     assert "Грубил агенту" in page
+    # The refusal holds through the day the agent gave, and the page says that day.
+    assert "<td>31.12.2026</td>" in page and "01.01.2027" not in page
 
 
 def test_refusal_needs_a_reason_and_a_future_date(
