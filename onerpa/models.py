@@ -205,6 +205,8 @@ class Call(Base):
     step: Mapped[str] = mapped_column(String(32), default="arrived")
     # Each IVR step the call reached with the moment it did: "greeting 10:00:00.125; ...".
     step_times: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Asterisk's HANGUPCAUSE (Q.850): 16 a normal end, 17 busy, 19 no answer, 34 congestion...
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(24), default="in_ivr")
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)
     server: Mapped[str] = mapped_column(String(100), default="")
