@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -405,3 +406,76 @@ def test_every_pjsip_context_exists(pjsip: list, plan: Dialplan) -> None:
 def test_pjsip_holds_placeholder_credentials_only(pjsip: list) -> None:
     secrets = [value for _, items in pjsip for key, value in items if key == "password"]
     assert secrets and all(value.startswith("CHANGE-ME-") for value in secrets)
+
+
+# --- what the caller hears first, and the DID in the log -------------------------------------
+
+# res_agi.c: how long AGI() waits for a FastAGI server whose host does not answer.
+MAX_AGI_CONNECT_S = 2.0
+
+
+def _seconds_of(prompt: str) -> float:
+    with wave.open(str(prompts.DEFAULT_OUT_DIR / f"{prompt}.wav"), "rb") as audio:
+        return audio.getnframes() / audio.getframerate()
+
+
+def first_sound_after_answer(plan: Dialplan, *, server_answers: bool) -> float:
+    """Walk the support extension from Answer(), with the prompts' real lengths, to the
+    moment the caller first hears something."""
+    steps = [s for s in plan.in_context(dialplan.CONTEXT_INBOUND) if s.exten == "support"]
+    start = next(i for i, s in enumerate(steps) if s.app == "Answer")
+    moment = 0.0
+    for step in steps[start + 1 :]:
+        if step.app == "Wait":
+            moment += float(step.data)
+        elif step.app == "Playback":
+            return moment
+        elif step.app == "AGI":
+            if server_answers:
+                return moment  # the server's first command plays the greeting
+            moment += MAX_AGI_CONNECT_S
+            fallback = plan.in_context("onerpa-fallback")
+            assert any(s.app == "Playback" for s in fallback)
+            return moment
+    raise AssertionError("the support extension never plays anything")
+
+
+@pytest.mark.parametrize("server_answers", [True, False])
+def test_caller_hears_a_word_within_a_second_of_answer(
+    plan: Dialplan, server_answers: bool
+) -> None:
+    assert first_sound_after_answer(plan, server_answers=server_answers) <= 1.0
+
+
+def test_the_word_before_the_server_is_short_and_the_server_goes_on_from_it(
+    plan: Dialplan,
+) -> None:
+    support = [s for s in plan.in_context(dialplan.CONTEXT_INBOUND) if s.exten == "support"]
+    before_agi = support[: next(i for i, s in enumerate(support) if s.app == "AGI")]
+    played = [s.data for s in before_agi if s.app == "Playback"]
+    assert played == ["onerpa-hello"]
+    assert _seconds_of("onerpa-hello") < 1.5  # the server's greeting follows without a gap
+    table = prompts.read_table()
+    assert table["onerpa-hello"] == "Здравствуйте!"
+    assert "Здравствуйте" not in table["onerpa-greeting"]
+
+
+@pytest.mark.parametrize("did", SUPPORT_DIDS)
+def test_the_did_as_dialled_is_kept_for_the_log(plan: Dialplan, did: str) -> None:
+    steps = [s for s in plan.in_context(dialplan.CONTEXT_INBOUND) if s.exten == did]
+    assert [s.app for s in steps] == ["Set", "Goto"]
+    assert steps[0].data == "INBOUND_DID=${EXTEN}"
+    (log,) = [s for s in plan.in_context(dialplan.CONTEXT_INBOUND) if s.exten == "support"][:1]
+    assert "${INBOUND_DID}" in log.data and "CHANNEL(exten)" not in log.data
+
+
+def test_hangup_handler_skips_the_server_when_no_server_took_the_call(plan: Dialplan) -> None:
+    steps = plan.in_context(dialplan.CONTEXT_HANGUP)
+    agi = next(i for i, s in enumerate(steps) if s.app == "AGI")
+    guards = [s for s in steps[:agi] if s.app == "GotoIf" and "ONERPA_CALL_ID" in s.data]
+    assert guards, "a call no server saw must not wait for a server to record its end"
+    target = guards[0].data.partition("?")[2]
+    assert target == "done"
+    assert steps[-1].app == "Return"
+    labels = re.findall(r"same\s*=>\s*n\((\w+)\),Return", EXTENSIONS.read_text(encoding="utf-8"))
+    assert "done" in labels
