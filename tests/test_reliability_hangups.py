@@ -2,7 +2,7 @@
 
 Every prompt the flow (``ivr/routes/call.py``) can play and every input it waits for is a
 step; for each, the call is stored as abandoned in the IVR at the step it reached (or keeps
-its routed status when the hang-up comes after the route was set), nothing is logged as an
+its routed status when the hang-up comes after a message that ends the call), nothing is logged as an
 error, and the same server serves the next caller at once.
 """
 
@@ -32,10 +32,12 @@ AREA = "hangups"
 MSK = ZoneInfo("Europe/Moscow")
 THURSDAY_11 = datetime(2026, 11, 26, 11, 0, tzinfo=MSK)
 SATURDAY_10 = datetime(2026, 11, 28, 10, 0, tzinfo=MSK)
+SHORT_DAY_1630 = datetime(2026, 11, 3, 16, 30, tzinfo=MSK)  # the eve of 4 November
 ENTITLED = "+7 495 123-45-67"
 NOT_ENTITLED = "+79035550142"
 REFUSED = "+78465556307"
 STRANGER = ""  # no caller ID: asked for the customer number
+UNKNOWN_NUMBER = "+7 926 000-00-00"  # a number no customer has
 CALL_FLOW = Path(__file__).resolve().parents[1] / "ivr" / "routes" / "call.py"
 
 
@@ -64,6 +66,10 @@ STEPS = [
     Step("closed: hours", speech.CLOSED, ENTITLED, at=SATURDAY_10, step="closed"),
     Step("closed: next opening", speech.NEXT_OPEN, ENTITLED, at=SATURDAY_10, step="closed"),
     Step("closed: e-mail", speech.CLOSED_EMAIL, ENTITLED, at=SATURDAY_10, step="closed"),
+    Step("closed: short day", speech.SHORT_DAY, ENTITLED, at=SHORT_DAY_1630, step="closed"),
+    Step("closed: weekly hours", speech.HOURS, ENTITLED, at=SATURDAY_10, step="closed"),
+    Step("number withheld", speech.NUMBER_WITHHELD, STRANGER, step="enter_number"),
+    Step("number unknown", speech.NUMBER_UNKNOWN, UNKNOWN_NUMBER, step="enter_number"),
     Step("enter number, 1st try", speech.ENTER_NUMBER, STRANGER, step="enter_number"),
     Step("number not found", speech.NUMBER_NOT_FOUND, STRANGER, ["999#"], step="enter_number"),
     Step(
@@ -87,10 +93,10 @@ STEPS = [
     Step("buy updates", speech.BUY_UPDATES, NOT_ENTITLED, [""], step="not_entitled"),
 ]  # fmt: skip
 AFTER_ROUTING = [
-    # The last command sets ONERPA_ROUTE; a hang-up then is the dialplan's (and the
-    # hang-up hook's) to record: the flow's record keeps the routed status.
+    # The last command sets ONERPA_ROUTE. A caller gone by then never reached the queue:
+    # abandoned in the menu. One who heard the whole closed message was routed as designed.
     Step("after routing: queue", "", ENTITLED, ["2"], Hangup.before(0), step="routed",
-         status="queued"),
+         status="abandoned_ivr"),
     Step("after routing: closed", "", ENTITLED, [], Hangup.before(0), at=SATURDAY_10,
          step="routed", status="ended_ivr"),
 ]  # fmt: skip
@@ -175,5 +181,6 @@ def test_every_prompt_of_the_flow_has_a_hang_up_case() -> None:
     """A new prompt in the call flow needs its own hang-up case above."""
     used = set(re.findall(r"speech\.([A-Z_]+)\b", CALL_FLOW.read_text(encoding="utf-8")))
     played = {getattr(speech, name) for name in used}
-    played |= {speech.CLOSED, speech.NEXT_OPEN, speech.CLOSED_EMAIL}  # speech.closed_message
+    played |= {speech.CLOSED, speech.SHORT_DAY, speech.NEXT_OPEN, speech.HOURS}
+    played |= {speech.CLOSED_EMAIL}  # speech.closed_message
     assert played <= {case.prompt for case in STEPS}

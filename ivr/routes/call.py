@@ -148,17 +148,18 @@ def finish(channel: AGIChannel, services: Services, call: CallLog, outcome: Outc
         "degraded": outcome.decision == DECISION_DEGRADED,
         "decided_at": now,
     }
-    if channel.hung_up:
-        # Gone while the variables were set: the call never left the menu.
+    status = _status_after(outcome.route)
+    if channel.hung_up and status is not CallStatus.ENDED_IVR:
+        # Gone while the variables were set: the caller never reached the queue (or sales).
         log.info("call %s: caller hung up as the call was handed back", call.call_ref)
-        call.record(
+        call.reached(
+            "routed",
             **decided,
             status=CallStatus.ABANDONED_IVR.value,
             ended_at=services.clock(),
             ended_by=EndedBy.CALLER.value,
         )
         return
-    status = _status_after(outcome.route)
     call.reached(
         "routed",
         **decided,
