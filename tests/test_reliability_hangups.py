@@ -2,8 +2,8 @@
 
 Every prompt the flow (``ivr/routes/call.py``) can play and every input it waits for is a
 step; for each, the call is stored as abandoned in the IVR at the step it reached (or keeps
-its routed status when the hang-up comes after a message that ends the call), nothing is logged as an
-error, and the same server serves the next caller at once.
+its routed status when the hang-up comes after a message that ends the call), nothing is
+logged as an error, and the same server serves the next caller at once.
 """
 
 from __future__ import annotations
