@@ -139,7 +139,7 @@ def test_dialplan_falls_back_when_the_route_stays_empty() -> None:
     fallback = _context(conf, "onerpa-fallback")
     assert "Set(ONERPA_DECISION=fallback)" in fallback
     assert "Goto(onerpa-route,queue,1)" in fallback  # in hours: to the people
-    assert "Playback(onerpa-closed&onerpa-closed-email)" in fallback  # out of hours: told so
+    assert "Playback(onerpa-closed&onerpa-hours&onerpa-closed-email)" in fallback  # out of hours
 
 
 def _context(conf: str, name: str) -> str:

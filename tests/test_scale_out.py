@@ -164,7 +164,12 @@ def migrate_both_at_once(url: str, engine: Engine, tmp_path: Path) -> list[str]:
             env = always_open(f"{url}&application_name={name}")
             out = (tmp_path / f"{name}.log").open("wb")
             procs.append(
-                (subprocess.Popen([str(CLI), "migrate"], env=env, stdout=out, stderr=out), out)
+                (
+                    subprocess.Popen(
+                        [str(CLI), "--verbose", "migrate"], env=env, stdout=out, stderr=out
+                    ),
+                    out,
+                )
             )
         deadline = time.monotonic() + 60
         while waiting_for_the_lock(engine, names) < 2 and time.monotonic() < deadline:
