@@ -1,4 +1,4 @@
-"""The call-flow commands: ``fastagi`` and ``simulate-call``."""
+"""The call-flow commands: ``fastagi``, ``fastagi-health`` and ``simulate-call``."""
 
 from __future__ import annotations
 
@@ -6,21 +6,28 @@ import ipaddress
 import logging
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 
-from ivr import prompts
+from ivr import health, prompts
 from ivr.app import build_services, close_services, warm_up
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
-from ivr.services import Services
-from onerpa import startup, sweep
+from ivr.services import Services, system_clock
+from ivr.watchdog import STALL_SECONDS
+from onerpa import db, startup, sweep
 from onerpa.metrics import ProcessMetrics
+from onerpa.settings import Settings
 
 log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = 5.0
+STALL_MARGIN_SECONDS = 5.0  # past the look-up budget, the longest a route legitimately thinks
 
 
 @click.command("fastagi")
@@ -37,27 +44,155 @@ def fastagi_command(host: str | None, port: int | None) -> None:
         raise startup.StartupError(f"Ошибка настройки: {problem}")
     own_metrics = startup.command_binding(settings, startup.FASTAGI_METRICS, None, None)
     startup.ensure_ports_free([listen, own_metrics])
-    engine = startup.open_database(settings)
-    registry = CollectorRegistry()
-    metrics = ProcessMetrics(registry=registry, scripts=ROUTES)
-    services = build_services(settings, engine, metrics=metrics)
-    # Host and port: two servers on one machine must not sweep each other's calls at start.
-    services.server = f"{services.server}:{address[1]}"
-    stop = threading.Event()
-    start_sweeps(engine, services, stop)
-    warm_up(services)
-    server = FastAGIServer(address, services, allowed=settings.allowed_peers)
-    start_in_thread(server)
-    click.echo(f"FastAGI listening on {address[0]}:{server.port}", err=True)
+    running = start_fastagi(settings, address)
+    click.echo(f"FastAGI listening on {address[0]}:{running.server.port}", err=True)
     if settings.fastagi_metrics_port:
-        start_http_server(settings.fastagi_metrics_port, settings.metrics_host, registry)
+        start_http_server(settings.fastagi_metrics_port, settings.metrics_host, running.registry)
         url = f"http://{settings.metrics_host}:{settings.fastagi_metrics_port}/metrics"
         click.echo(f"metrics on {url}", err=True)
+    liveness = health.Liveness(running.server.self_check, running.status)
+    liveness.start()
     wait_for_signal()
-    stop.set()
-    server.shutdown()
-    server.server_close()
-    close_services(services)
+    liveness.stop()
+    running.stop()
+
+
+@dataclass
+class RunningFastAGI:
+    """A FastAGI server started by ``start_fastagi``, with what it runs on."""
+
+    server: FastAGIServer
+    services: Services
+    database: health.DatabaseState
+    registry: CollectorRegistry
+    stopping: threading.Event
+    engine: Engine
+
+    def status(self) -> str:
+        """Say in one line how the server serves (systemd's STATUS=)."""
+        if self.database.up:
+            return "звонки принимаются; база данных доступна"
+        return "звонки принимаются без базы данных: решения упрощённые, записи ждут в памяти"
+
+    def stop(self) -> None:
+        """Stop listening, write what is pending, release the pools."""
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        close_services(self.services)
+        self.engine.dispose()
+
+
+def start_fastagi(
+    settings: Settings,
+    address: tuple[str, int],
+    *,
+    clock: Callable[[], datetime] = system_clock,
+    retry_delay: float = 1.0,
+) -> RunningFastAGI:
+    """Open the database if it answers, start serving on ``address`` either way.
+
+    An unreachable database is not fatal: the calls are decided degraded and their records
+    wait in memory while ``DatabaseWatch`` tries again. A database that answers but cannot
+    serve (a schema newer than this program) stops the start with ``StartupError``.
+    """
+    engine = db.make_engine(settings.database_url)
+    database = health.DatabaseState()
+    registry = CollectorRegistry()
+    metrics = ProcessMetrics(registry=registry, scripts=ROUTES)
+    metrics.watch_database(lambda: database.up)
+    services = build_services(
+        settings, engine, clock=clock, metrics=metrics, records_ready=database.ready
+    )
+    # Host and port: two servers on one machine must not sweep each other's calls at start.
+    services.server = f"{services.server}:{address[1]}"
+    stopping = threading.Event()
+    watch = health.DatabaseWatch(
+        engine,
+        database,
+        on_ready=lambda: start_sweeps(engine, services, stopping),
+        stop=stopping,
+        first_delay=retry_delay,
+    )
+    try:
+        watch.try_once()
+    except Exception as err:  # away: serve degraded; wrong: stop here
+        if not startup.database_unreachable(err):
+            close_services(services)
+            engine.dispose()
+            raise startup.database_error(engine, err) from None
+        click.echo(degraded_start_message(engine, err), err=True)
+    watch.start()
+    warm_up(services, directory=database.up)
+    server = FastAGIServer(
+        address,
+        services,
+        allowed=settings.allowed_peers,
+        database=database,
+        stall_seconds=stall_limit(settings),
+    )
+    start_in_thread(server)
+    return RunningFastAGI(server, services, database, registry, stopping, engine)
+
+
+def degraded_start_message(engine: Engine, err: BaseException) -> str:
+    """Say in one line that the server starts without its database, and what that means."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (
+        f"База данных {engine.url!r} недоступна ({reason}): FastAGI запускается без неё — "
+        "звонки решаются упрощённо (часы работы и производственный календарь действуют, "
+        "клиент не проверяется, звонящий идёт к оператору), записи звонков ждут в памяти, "
+        "подключение повторяется в фоне"
+    )
+
+
+def stall_limit(settings: Settings) -> float:
+    """Return how long a call may make no progress: never less than its look-ups may take."""
+    return max(STALL_SECONDS, settings.decision_budget.total_seconds() + STALL_MARGIN_SECONDS)
+
+
+@click.command("fastagi-health")
+@click.option("--host", default=None, help="FastAGI server address [ONERPA_FASTAGI_HOST].")
+@click.option("--port", type=int, default=None, help="Port [ONERPA_FASTAGI_PORT, 4573].")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=HEALTH_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
+def fastagi_health_command(host: str | None, port: int | None, timeout: float) -> None:
+    """Check the FastAGI server with a real AGI request, as Asterisk makes one.
+
+    Exit 0 when it answers (with or without its database), 1 when it does not.
+    """
+    if host is None or port is None:
+        settings = startup.load_settings()
+        host = host if host is not None else settings.fastagi_host
+        port = port or settings.fastagi_port
+    found = health.probe((reachable_host(host), port), timeout)
+    if not found.ok:
+        click.echo(found.reason, err=True)
+        raise SystemExit(1)
+    click.echo(f"{found.reason}; {DATABASE_STATES.get(found.database or '', DATABASE_UNKNOWN)}")
+
+
+DATABASE_STATES: Mapping[str, str] = {
+    health.UP: "база данных доступна",
+    health.DOWN: (
+        "база данных недоступна: звонки решаются упрощённо, записи звонков ждут в памяти"
+    ),
+}
+DATABASE_UNKNOWN = "состояние базы данных неизвестно"
+
+
+def reachable_host(host: str) -> str:
+    """Return the address to reach a server listening on ``host`` (all addresses: loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
 
 
 def exposure_problem(host: str, allowed: Iterable[str]) -> str | None:

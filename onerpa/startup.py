@@ -15,6 +15,7 @@ from typing import IO, Any, NamedTuple, TypeVar
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from onerpa import db
 from onerpa.settings import Settings, SettingsError
@@ -215,11 +216,37 @@ def open_database(settings: Settings) -> Engine:
     """Create the engine, run migrations, and return the engine."""
     engine = db.make_engine(settings.database_url)
     try:
-        before, after = db.migrate(engine)
+        migrate_database(engine)
     except Exception as err:  # a dead or misconfigured database must say so plainly
-        raise StartupError(f"База данных {engine.url!r} недоступна: {err}") from None
+        raise database_error(engine, err) from None
+    return engine
+
+
+def migrate_database(engine: Engine) -> None:
+    """Bring the schema up to date, logging what changed; raise what the database raised."""
+    before, after = db.migrate(engine)
     if before is None:
         log.info("база данных создана: %r", engine.url)
     elif before != after:
         log.info("схема базы данных обновлена: %s → %s", before, after)
-    return engine
+
+
+def database_unreachable(err: BaseException) -> bool:
+    """Return True when ``err`` says the database is away (down, refusing, locked), not wrong.
+
+    Such a failure may pass by itself, so a server can start without the database and try
+    again; anything else (a schema newer than this program, a missing driver) will not.
+    """
+    return isinstance(err, (OperationalError, InterfaceError, OSError))
+
+
+def database_error(engine: Engine, err: BaseException) -> StartupError:
+    """Return the start-up error that says in one line why ``engine``'s database is unusable."""
+    from alembic.util.exc import CommandError  # loaded only by what migrates, as in onerpa.db
+
+    if isinstance(err, CommandError) and "Can't locate revision" in str(err):
+        return StartupError(
+            f"Схема базы данных {engine.url!r} новее этой версии onerpa-support ({err}): "
+            "обновите onerpa-support до версии, которая её создала"
+        )
+    return StartupError(f"База данных {engine.url!r} недоступна: {err}")
