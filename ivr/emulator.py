@@ -17,7 +17,8 @@ Classic AGI::
     result = call.run_classic([sys.executable, "-m", "ivr.classic"])
 
 After ``ONERPA_ROUTE=queue``, :func:`answer_in_queue` plays an agent answering: the dialplan's
-agent-connect gosub and hang-up handler, with the variables app_queue sets.
+agent-connect gosub and hang-up handler, with the variables app_queue sets; :func:`turned_away`
+plays a queue with no agent on the line (every member paused or unavailable).
 """
 
 from __future__ import annotations
@@ -403,31 +404,99 @@ def answer_in_queue(
         timeout=call.timeout,
     ).run_fastagi(address, dialplan.SCRIPT_AGENT_CONNECT)
     sleep(answer.talk)
-    ended = EmulatedCall(
+    ended = _hang_up(
+        call,
+        result,
+        address,
+        hangup_source=caller_channel if answer.hung_up_by == "caller" else member_channel,
+        variables={**member, "SUPPORT_QUEUE": queue, **_queue_times(answer, lived)},
+    )
+    return QueueResult(answer, connect, ended)
+
+
+# Queue() returned because no member could take a call (queues.conf joinempty, leavewhenempty).
+NO_AGENTS_STATUSES = ("JOINEMPTY", "JOINUNAVAIL", "LEAVEEMPTY", "LEAVEUNAVAIL")
+BUSY_MESSAGE_SECONDS = 10.0  # onerpa-queue-busy, read at the speed of the rendered prompts
+
+
+def turned_away(
+    call: EmulatedCall,
+    result: CallResult,
+    address: tuple[str, int],
+    status: str = "JOINEMPTY",
+    *,
+    waited: float = 0.0,
+    lived: float = 0.0,
+    busy: float = BUSY_MESSAGE_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CallResult:
+    """Play what follows ``ONERPA_ROUTE=queue`` when no agent is on the line; return the
+    hang-up handler's result.
+
+    ``status`` is the QUEUESTATUS Queue() returns: JOIN* at once, LEAVE* after ``waited``
+    seconds in the queue. The dialplan plays the busy message (``busy`` seconds) and runs
+    Hangup(16). The variables are those recorded from Asterisk 22.10.1
+    (tests/data/asterisk/queue/scenario_5a_joinempty, 5b_exitempty): a caller who never
+    joined gets only QUEUESTATUS; one who left gets ABANDONED=TRUE, QUEUEWAIT, an
+    ANSWEREDTIME of 0 and a DIALEDTIME of the channel's whole life.
+    """
+    if status not in NO_AGENTS_STATUSES:
+        raise ValueError(f"not a no-agents QUEUESTATUS: {status}")
+    queue = result.variables.get(dialplan.VAR_QUEUE) or DEFAULT_QUEUE
+    variables = {"SUPPORT_QUEUE": queue, "QUEUESTATUS": status}
+    if status.startswith("LEAVE"):
+        sleep(waited)
+        life_ms = round((lived + waited) * 1000)
+        variables |= {
+            "ABANDONED": "TRUE",
+            "QUEUENAME": queue,
+            "QUEUEPOSITION": "1",
+            "QUEUEWAIT": str(int(waited)),
+            "QUEUEWAIT_MS": str(int(waited) * 1000),
+            "ANSWEREDTIME": "0",
+            "ANSWEREDTIME_MS": "0",
+            "DIALEDTIME": str(life_ms // 1000),
+            "DIALEDTIME_MS": str(life_ms),
+        }
+    sleep(busy)
+    # Hangup() in the dialplan: Asterisk names it as the side that hung up.
+    return _hang_up(call, result, address, hangup_source="dialplan/builtin", variables=variables)
+
+
+def _hang_up(
+    call: EmulatedCall,
+    result: CallResult,
+    address: tuple[str, int],
+    *,
+    hangup_source: str,
+    variables: Mapping[str, str],
+) -> CallResult:
+    """Run the hang-up handler on the caller's channel, as ``[onerpa-hangup]`` does."""
+    caller_uid = result.env.get("agi_uniqueid", "")
+    known = result.variables
+    call_id = known.get(dialplan.VAR_CALL_ID, "")
+    return EmulatedCall(
         caller=call.caller,
         # The dialplan shows the summary as the caller's name before Queue().
-        name=variables.get(dialplan.VAR_SUMMARY) or call.name,
+        name=known.get(dialplan.VAR_SUMMARY) or call.name,
         args=[call_id, caller_uid],  # AGI(agi://${SERVER}/hangup,${ONERPA_CALL_ID},${UNIQUEID})
         dnid=call.dnid,
         language=call.language,
-        channel=caller_channel,
+        channel=result.env.get("agi_channel", ""),
         uniqueid=caller_uid,
-        linkedid=linkedid,
+        linkedid=call.linkedid or caller_uid,
         context=dialplan.CONTEXT_HANGUP,
         priority=4,
         answered=True,
         dead_at_start=True,
-        hangup_source=caller_channel if answer.hung_up_by == "caller" else member_channel,
+        hangup_source=hangup_source,
         variables={
-            **variables,
-            **member,
+            **known,
             "FASTAGI_SERVER": f"{address[0]}:{address[1]}",
-            "SUPPORT_QUEUE": queue,
-            **_queue_times(answer, lived),
+            **variables,
         },
         timeout=call.timeout,
     ).run_fastagi(address, dialplan.SCRIPT_HANGUP)
-    return QueueResult(answer, connect, ended)
 
 
 def _queue_times(answer: AgentAnswer, lived: float) -> dict[str, str]:

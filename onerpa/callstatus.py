@@ -14,6 +14,9 @@ class CallStatus(StrEnum):
     TRANSFERRED = "transferred"  # sent to the sales line
     ABANDONED_IVR = "abandoned_ivr"  # the caller hung up in the IVR
     ABANDONED_QUEUE = "abandoned_queue"  # the caller hung up, or timed out, before an answer
+    # The queue turned the caller away: every member paused or unavailable, at entry or
+    # while waiting (QUEUESTATUS JOINEMPTY, JOINUNAVAIL, LEAVEEMPTY, LEAVEUNAVAIL).
+    NO_AGENTS = "no_agents"
     LOST = "lost"  # no end signal ever came; closed by the sweep, end time unknown
 
 
@@ -23,6 +26,6 @@ LIVE = frozenset({CallStatus.IN_IVR, CallStatus.QUEUED, CallStatus.TALKING})
 class EndedBy(StrEnum):
     CALLER = "caller"
     AGENT = "agent"
-    SYSTEM = "system"  # the IVR or the dialplan ended it (closed hours, queue timeout)
+    SYSTEM = "system"  # the IVR or the dialplan ended it (closed hours, queue timeout, no agents)
     ERROR = "error"  # the AGI connection broke
     SWEEP = "sweep"

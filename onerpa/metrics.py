@@ -125,6 +125,13 @@ class ProcessMetrics:
         )
         for operation in DB_OPERATIONS:
             self.database_errors.labels(operation)
+        self.stalled = Counter(
+            f"{PREFIX}_agi_sessions_stalled",
+            "AGI sessions the watchdog closed because the server made no progress on them "
+            "(no command sent while Asterisk waited); the dialplan's fallback took the caller.",
+            ["script"],
+            registry=registry,
+        )
         self._registry = registry
         self._arrived: dict[str, datetime] = {}
         self._lock = threading.Lock()
@@ -165,6 +172,22 @@ class ProcessMetrics:
             self.degraded.inc()
         if arrived is not None:
             self.decision_latency.observe((fields["decided_at"] - arrived).total_seconds())
+
+    def session_stalled(self, script: str) -> None:
+        """Count an AGI session of ``script`` that the watchdog closed."""
+        self.stalled.labels(self.script_label(script)).inc()
+
+    def watch_database(self, is_up: Callable[[], bool]) -> None:
+        """Export whether the database answers and its schema is checked (the fastagi command)."""
+        if self._registry is None:
+            return
+        gauge = Gauge(
+            f"{PREFIX}_fastagi_database_up",
+            "1 when this FastAGI server's database answers and its schema is checked; 0 while "
+            "it decides calls without it (degraded) and keeps their records in memory.",
+            registry=self._registry,
+        )
+        gauge.set_function(lambda: 1.0 if is_up() else 0.0)
 
     def watch_recorder(self, recorder: Any) -> None:
         """Export the backlog and losses of ``recorder`` (a ``CallRecorder``)."""
@@ -250,10 +273,15 @@ class DatabaseCollector:
     def _build_metrics(self, targets: Targets) -> None:
         self.calls = Counter(
             f"{PREFIX}_calls",
-            "Calls that ended, by IVR decision and outcome (final status).",
+            "Calls that ended, by IVR decision and outcome (final status); no_agents: turned "
+            "away by the queue because every agent was paused or unavailable.",
             ["decision", "outcome"],
             registry=None,
         )
+        # Exported at 0 from the start, so that increase() sees the first call turned away
+        # (the NoAgentsOnLine alert): a series born at 1 shows no increase.
+        for decision in DECISIONS:
+            self.calls.labels(decision, CallStatus.NO_AGENTS.value)
         self.events = Counter(
             f"{PREFIX}_call_events",
             "State changes of calls: arrived, decided, queued, answered, ended, swept.",

@@ -128,7 +128,10 @@ def change_for(entry: Entry) -> Change | None:
     if entry.event in ("ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY"):
         ender = EndedBy.CALLER if entry.event == "ABANDON" else EndedBy.SYSTEM
         fills = {"ended_at": at, "ended_by": ender.value, "queued_at": _before(at, entry, 2)}
-        return Change(Source.QUEUELOG, fills=fills, end=End(answered=False))
+        # EXITEMPTY: every member went paused or unavailable while the caller waited
+        # (leavewhenempty); the caller did not give up, nobody was there.
+        end = End(answered=False, no_agents=entry.event == "EXITEMPTY")
+        return Change(Source.QUEUELOG, fills=fills, end=end)
     if entry.event == "EXITWITHKEY":  # the caller left the queue and goes on in the dialplan
         return Change(Source.QUEUELOG, fills={"queued_at": _before(at, entry, 3)})
     return None

@@ -109,10 +109,13 @@ class End:
     """A signal that the call is over; the final status depends on where the call was.
 
     ``answered`` is the signal's own evidence that an agent answered (True), that none did
-    (False), or None when it cannot tell.
+    (False), or None when it cannot tell. ``no_agents`` says the queue turned the caller
+    away because no member could take a call (paused or unavailable, at entry or while
+    waiting): the call ends as ``no_agents``, not as abandoned.
     """
 
     answered: bool | None = None
+    no_agents: bool = False
 
 
 @dataclass
@@ -197,6 +200,8 @@ def final_status(row: Mapping[str, Any], end: End) -> str:
         return str(stored)
     if end.answered or stored == CallStatus.TALKING:
         return CallStatus.COMPLETED.value
+    if end.no_agents:
+        return CallStatus.NO_AGENTS.value
     if stored == CallStatus.QUEUED or row.get("queued_at") is not None:
         return CallStatus.ABANDONED_QUEUE.value
     return CallStatus.ABANDONED_IVR.value

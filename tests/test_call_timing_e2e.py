@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.app import build_services, close_services
-from ivr.emulator import CallResult, EmulatedCall
+from ivr.emulator import CallResult, EmulatedCall, turned_away
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
 from onerpa import figures, sweep
@@ -125,6 +125,20 @@ class Site:
         )
         self.run("hangup", handler)
 
+    def turned_away(self, uniqueid: str, status: str, waited: float = 0) -> str:
+        """Play a caller the queue turns away with ``status``; return our call id."""
+        call = EmulatedCall(caller=CALLER, keys=["2"], uniqueid=uniqueid, answered=True)
+        result = self.run("call", call)
+        assert result.variables["ONERPA_ROUTE"] == "queue"
+
+        def sleep(seconds: float) -> None:
+            self.clock.now += seconds * S
+
+        address = ("127.0.0.1", self.server.port)
+        turned_away(call, result, address, status, waited=waited, lived=25, sleep=sleep)
+        assert self.services.recorder.flush()
+        return result.variables["ONERPA_CALL_ID"]
+
     def stored(self, call_id: str) -> Call:
         with self.engine.connect() as conn:
             return conn.execute(select(Call).where(Call.call_ref == call_id)).one()
@@ -160,8 +174,12 @@ def test_lifecycles_give_the_same_times_in_the_records_the_figures_and_the_metri
                 "MEMBERINTERFACE": "PJSIP/101",
                 "MEMBERNAME": "Agent 101",
                 "QUEUEWAIT": "2",
+                "QUEUEWAIT_MS": "2000",
+                "ANSWEREDTIME": "200",
                 "ANSWEREDTIME_MS": "200000",
-                "DIALEDTIME_MS": "202500",
+                # The channel's whole life (22.10.1), the IVR's 25 s included.
+                "DIALEDTIME": "227",
+                "DIALEDTIME_MS": "227500",
             },
         )
         # B: abandoned in the queue after 75 s.
@@ -176,6 +194,12 @@ def test_lifecycles_give_the_same_times_in_the_records_the_figures_and_the_metri
         line.start_fastagi()
         line.clock.now = T + 410 * S
         line.agent_answers(c, "1795697212.44", waited=10)
+        # D and E: every agent paused. D is turned away at the door (JOINEMPTY), E after
+        # 30 s in the queue (LEAVEEMPTY); each hears the busy message, then Hangup().
+        line.clock.now = T + 420 * S
+        d = line.turned_away("1795697232.48", "JOINEMPTY")
+        line.clock.now = T + 460 * S
+        e = line.turned_away("1795697272.52", "LEAVEEMPTY", waited=30)
         line.clock.now = T + 810 * S  # C has talked 400 s: past both marks
         live = line.site
         assert live.value("onerpa_support_calls_in_progress", state="talking") == 1
@@ -183,7 +207,7 @@ def test_lifecycles_give_the_same_times_in_the_records_the_figures_and_the_metri
         line.clock.now = T + 5 * 3600 * S
         assert sweep.sweep(engine, line.clock(), sweep.Limits()) == 1
 
-        stored = {ref: line.stored(ref) for ref in (a, b, c)}
+        stored = {ref: line.stored(ref) for ref in (a, b, c, d, e)}
         assert (stored[a].queued_at, stored[a].answered_at, stored[a].ended_at) == (
             T,
             T + 2.5 * S,
@@ -200,13 +224,18 @@ def test_lifecycles_give_the_same_times_in_the_records_the_figures_and_the_metri
             T + 410 * S,
             None,
         )
+        assert [(stored[x].status, stored[x].ended_by, stored[x].ended_at) for x in (d, e)] == [
+            ("no_agents", "system", T + 430 * S),
+            ("no_agents", "system", T + 500 * S),
+        ]
 
         with Session(engine) as session:
             period = (T - timedelta(hours=1), T + timedelta(days=1))
             figs = figures.compute(session, *period, targets=Targets())
-        assert (figs.offered, figs.answered, figs.abandoned_queue) == (3, 2, 1)
+        assert (figs.offered, figs.answered, figs.abandoned_queue) == (5, 2, 1)
+        assert figs.no_agents == 2
         assert figs.service_level == 1.0  # 2.5 s and 10 s
-        assert figs.service_level2 == pytest.approx(2 / 3)  # B waited 75 s
+        assert figs.service_level2 == pytest.approx(2 / 3)  # B waited 75 s; D and E left out
         assert figs.asa_seconds == pytest.approx(6.25)
         assert (figs.consultation_avg_seconds, figs.consultation_p90_seconds) == (200, 200)
         assert (figs.over_target, figs.over_limit, figs.within_limit_share) == (1, 0, 1.0)
@@ -220,6 +249,7 @@ def test_lifecycles_give_the_same_times_in_the_records_the_figures_and_the_metri
         assert v(calls, decision="free_first_year", outcome="completed") == 1
         assert v(calls, decision="free_first_year", outcome="abandoned_queue") == 1
         assert v(calls, decision="free_first_year", outcome="lost") == 1
+        assert v(calls, decision="free_first_year", outcome="no_agents") == 2
         sl = "onerpa_support_service_level_calls_total"
         answered_in = v(sl, outcome="answered", within_target="true")
         answered_all = answered_in + v(sl, outcome="answered", within_target="false")
@@ -238,7 +268,8 @@ def test_lifecycles_give_the_same_times_in_the_records_the_figures_and_the_metri
 
         process = line.process  # the restarted FastAGI server counts from its start
         assert process.value("onerpa_support_agi_sessions_total", script="agent-connect") == 1
-        assert process.value("onerpa_support_agi_sessions_total", script="call") == 0
+        assert process.value("onerpa_support_agi_sessions_total", script="call") == 2  # D, E
+        assert process.value("onerpa_support_agi_sessions_total", script="hangup") == 2
         assert (
             process.value("onerpa_support_agi_errors_total", script="hangup", kind="exception") == 0
         )

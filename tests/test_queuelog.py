@@ -169,7 +169,7 @@ def _stored(engine: Engine, ref: str):  # type: ignore[no-untyped-def]
         ("scenario_2_completeagent", "completed", "agent", 1795696743, 1795696749),
         ("scenario_3_abandon", "abandoned_queue", "caller", None, 1795696759),
         ("scenario_4_exitwithtimeout", "abandoned_queue", "system", None, 1795696778),
-        ("scenario_5b_exitempty", "abandoned_queue", "system", None, 1795696791),
+        ("scenario_5b_exitempty", "no_agents", "system", None, 1795696791),
     ],
 )
 def test_queue_log_alone_gives_whole_second_times_and_the_outcome(

@@ -12,6 +12,7 @@ from onerpa.recorder import CallKey
 log = logging.getLogger(__name__)
 
 _LENGTH = 100  # calls.agent and calls.agent_interface
+_MAX_CAUSE = 127  # Q.850 cause values are 7 bits
 
 
 def call_key(
@@ -67,6 +68,12 @@ def number(value: str | None) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+def cause(value: str | None) -> int | None:
+    """Return a HANGUPCAUSE as its Q.850 code (0-127), None when it is not one."""
+    text = (value or "").strip()
+    return int(text) if text.isdecimal() and int(text) <= _MAX_CAUSE else None
 
 
 def clip(value: str | None) -> str | None:
