@@ -46,6 +46,7 @@ CALL_COLUMNS = (
     Call.identified_by,
     Call.decision,
     Call.explanation,
+    Call.evidence,
     Call.topic,
     Call.digits,
     Call.degraded,
@@ -298,7 +299,8 @@ def latest_wrapups(session: Session, call_ids: Iterable[int]) -> dict[int, Wrapu
 
 def call_detail(session: Session, call_id: int) -> Row[Any] | None:
     """Return one call with its customer."""
-    statement = calls_select().add_columns(Call.step_times).where(Call.id == call_id)
+    columns = (Call.step_times, Call.hangup_cause)
+    statement = calls_select().add_columns(*columns).where(Call.id == call_id)
     return session.execute(statement).first()
 
 

@@ -479,3 +479,99 @@ def test_hangup_handler_skips_the_server_when_no_server_took_the_call(plan: Dial
     assert steps[-1].app == "Return"
     labels = re.findall(r"same\s*=>\s*n\((\w+)\),Return", EXTENSIONS.read_text(encoding="utf-8"))
     assert "done" in labels
+
+
+# --- what the agent's phone shows of the caller (issue 16) ----------------------------------
+
+# The caller's presentation as chan_pjsip sets it from the provider's INVITE.
+CALLER_PRESENTATIONS = {
+    "number presented": "allowed_not_screened",
+    "number withheld (Privacy: id)": "prohib_not_screened",
+}
+SUMMARY = "${" + dialplan.VAR_SUMMARY + "}"
+
+
+def app_options(text: str) -> dict[str, str]:
+    """Split an options argument such as ``tb(ctx^s^1)`` into option letter -> argument."""
+    options, rest = {}, text
+    while rest:
+        letter, rest = rest[0], rest[1:]
+        argument = ""
+        if rest.startswith("("):
+            argument, _, rest = rest[1:].partition(")")
+        options[letter] = argument
+    return options
+
+
+def queue_options(plan: Dialplan) -> dict[str, str]:
+    (queue,) = plan.apps("Queue")
+    return app_options(queue.data.replace("\\,", "\x00").split(",")[1])
+
+
+def predial_steps(plan: Dialplan, location: str) -> list[Step]:
+    """Return the steps a predial gosub ``context^exten^priority`` runs, up to Return()."""
+    context, exten, _ = location.split("^")
+    steps = [s for s in plan.in_context(context) if s.exten == exten]
+    return steps[: [s.app for s in steps].index("Return") + 1]
+
+
+def agent_leg(plan: Dialplan, pjsip: list, presentation: str, phone: str) -> dict[str, str]:
+    """Return what ``phone``'s INVITE shows of a queued caller with ``presentation``.
+
+    app_queue copies the caller's identity (the name set before Queue(), its presentation)
+    to the connected line of the agent's channel, then runs the b() predial gosub on that
+    channel. chan_pjsip, as a real Asterisk 22 showed: From carries the name only when that
+    presentation is allowed (trust_id_outbound or not); P-Asserted-Identity carries it when
+    send_pai is on and either trust_id_outbound is on or the presentation is allowed.
+    """
+    (queue,) = plan.apps("Queue")
+    before = [s for s in plan.steps if (s.context, s.exten) == (queue.context, queue.exten)]
+    names = [s.data.partition("=")[2] for s in before if s.data.startswith("CALLERID(name)=")]
+    assert SUMMARY in names  # the caller's name is the summary before Queue()
+    location = queue_options(plan).get("b")
+    for step in predial_steps(plan, location) if location else []:
+        target, _, value = step.data.partition("=")
+        if step.app == "Set" and re.fullmatch(r"CONNECTEDLINE\(pres(,i)?\)", target):
+            presentation = value
+    endpoint = section(pjsip, phone, "endpoint")
+    allowed = presentation.startswith("allowed")
+    trusted = endpoint.get("trust_id_outbound") == ["yes"]
+    shown = {"From": SUMMARY if allowed else "Anonymous"}
+    if endpoint.get("send_pai") == ["yes"] and (trusted or allowed):
+        shown["P-Asserted-Identity"] = SUMMARY
+    return shown
+
+
+@pytest.mark.parametrize("presentation", CALLER_PRESENTATIONS.values(), ids=CALLER_PRESENTATIONS)
+def test_agent_phone_shows_the_summary_even_for_a_withheld_number(
+    plan: Dialplan, pjsip: list, queues: list, presentation: str
+) -> None:
+    for member in section(queues, Settings().queue)["member"]:
+        phone = member.split(",")[0].removeprefix("PJSIP/")
+        shown = agent_leg(plan, pjsip, presentation, phone)
+        assert shown == {"From": SUMMARY, "P-Asserted-Identity": SUMMARY}, phone
+
+
+def test_presentation_is_allowed_on_the_agent_leg_only(plan: Dialplan) -> None:
+    # Queue's b() runs on each agent's new channel; B() would run on the caller's.
+    options = queue_options(plan)
+    assert "b" in options and "B" not in options
+    ring = predial_steps(plan, options["b"])
+    assert [s.app for s in ring] == ["Set", "Return"]
+    assert ring[0].data == "CONNECTEDLINE(pres,i)=allowed_passed_screen"
+    # Nothing else changes a presentation: the caller's channel keeps the withheld one.
+    changes = [s for s in plan.apps("Set") + plan.apps("ExecIf") if "pres" in s.data]
+    assert changes == ring[:1]
+    # The predial context is reached from Queue() only, never dialled towards anyone else.
+    context = options["b"].split("^")[0]
+    elsewhere = [s for s in plan.steps if context in s.data and s.app != "Queue"]
+    assert elsewhere == []
+
+
+def test_no_call_leg_goes_out_to_the_provider(plan: Dialplan, pjsip: list) -> None:
+    # A withheld number is never sent out: nothing is dialled through the trunk, and the
+    # trunk would not be trusted with it anyway (tests/test_pjsip_config.py).
+    targets = [s.data.split(",")[0] for s in plan.apps("Dial")]
+    assert targets and all(t.startswith("PJSIP/") and "@" not in t for t in targets)
+    assert not any("provider" in t for t in targets)
+    assert section(pjsip, "provider", "endpoint")["trust_id_outbound"] == ["no"]
