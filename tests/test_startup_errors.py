@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ivr import prompts
-from ivr.prompts import ManifestEntry
 from onerpa.cli import main
-from onerpa.settings import Settings
+from tests.promptkit import prompts_rendered_for
 
 CLI = Path(sys.executable).with_name("onerpa-support")
 PORT_SETTINGS = (
@@ -166,17 +164,6 @@ def test_migrations_are_quiet_unless_verbose(tmp_path: Path) -> None:
     assert "Running upgrade" in verbose.stderr  # the step-by-step account, when asked for
 
 
-def _prompts_rendered_for(tmp_path: Path, settings_env: dict[str, str]) -> Path:
-    """A prompts folder whose manifest says its audio was rendered under ``settings_env``."""
-    folder = tmp_path / "sounds"
-    (folder / "ru").mkdir(parents=True)
-    (folder / "prompts.ru.tsv").write_bytes(prompts.DEFAULT_TABLE.read_bytes())
-    spoken = prompts.spoken_table(Settings.from_env(settings_env), folder / "prompts.ru.tsv")
-    entries = {name: ManifestEntry(prompts.text_sha256(text)) for name, text in spoken.items()}
-    prompts.write_manifest(folder / "ru", entries)
-    return folder
-
-
 @pytest.mark.parametrize("command", ["fastagi", "run"])
 def test_server_will_not_say_an_address_the_settings_no_longer_give(
     tmp_path: Path, command: str
@@ -199,7 +186,7 @@ def test_prompts_rendered_for_the_settings_let_the_server_start(
     tmp_path: Path, busy_port: int
 ) -> None:
     settings = {"ONERPA_SUPPORT_EMAIL": "help@onerpa.ru"}
-    folder = _prompts_rendered_for(tmp_path, settings)
+    folder = prompts_rendered_for(tmp_path / "sounds", settings)
     env = _env(
         tmp_path, **settings, ONERPA_PROMPTS_DIR=str(folder), ONERPA_FASTAGI_PORT=str(busy_port)
     )
