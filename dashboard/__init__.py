@@ -16,6 +16,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import (
+    api,
     audit,
     auth,
     board,
@@ -49,6 +50,7 @@ BLUEPRINTS = (
     figures.bp,
     audit.bp,
     health.bp,
+    api.bp,
 )
 
 

@@ -196,6 +196,11 @@ class _View:
                 "label": labels.decision_label(row.decision),
                 "tone": labels.decision_tone(row.decision),
                 "explanation": row.explanation,
+                # The facts the decision was made on, in words, as stored with the call.
+                "evidence": [
+                    {"kind": line.kind, "text": line.text, "applied": line.applied}
+                    for line in labels.evidence_lines(row.evidence)
+                ],
             },
             "topic": {"code": row.topic, "label": labels.topic_label(row.topic)},
             "digits": row.digits,

@@ -27,6 +27,7 @@ PERIODS = {"today": ("Сегодня", 1), "7d": ("7 дней", 7), "30d": ("30 
 OUTCOME_LABELS = {
     calc.Outcome.ANSWERED: "отвечено",
     calc.Outcome.ABANDONED_QUEUE: "брошено в очереди",
+    calc.Outcome.NO_AGENTS: "нет агентов на линии",
     calc.Outcome.ABANDONED_IVR: "брошено в меню",
     calc.Outcome.ENDED_BY_RULES: "завершено правилами",
     calc.Outcome.LOST: "потеряно",

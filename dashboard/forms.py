@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, RadioField, StringField, TextAreaField
+from wtforms import (
+    DateField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from dashboard.models import WrapTopic
 
@@ -67,3 +74,90 @@ class RefusalForm(FlaskForm):
 
 class LiftForm(FlaskForm):
     lift_reason = StringField("Почему снимаем", validators=[DataRequired(), Length(max=2000)])
+
+
+# The supervisor's edits of a customer's records (dashboard/customers.py). Messages in
+# Russian: the pages have no translations, so each validator says its own words.
+REQUIRED = "Заполните это поле."
+TOO_LONG = "Не длиннее %(max)d символов."
+NOT_A_DATE = "Укажите дату в формате ДД.ММ.ГГГГ."
+NOT_A_NUMBER = "Укажите целое число."
+
+
+class RuDateField(DateField):
+    """A date field that accepts ISO (the browser's date input) and ДД.ММ.ГГГГ."""
+
+    def __init__(self, label: str, **kwargs: Any) -> None:
+        super().__init__(label, format=["%Y-%m-%d", "%d.%m.%Y"], **kwargs)
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as err:
+            raise ValueError(NOT_A_DATE) from err
+
+
+class RuIntegerField(IntegerField):
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as err:
+            raise ValueError(NOT_A_NUMBER) from err
+
+
+def _text(label: str, limit: int, *, required: bool = True) -> StringField:
+    first = DataRequired(REQUIRED) if required else Optional()
+    return StringField(label, validators=[first, Length(max=limit, message=TOO_LONG)])
+
+
+def _day(label: str, *, required: bool = True) -> RuDateField:
+    return RuDateField(label, validators=[InputRequired(REQUIRED) if required else Optional()])
+
+
+class LicenceForm(FlaskForm):
+    product = _text("Продукт", 200)
+    licence_number = _text("Номер лицензии", 64, required=False)
+    purchased_on = _day("Дата покупки")
+
+
+class UpdatesForm(FlaskForm):
+    purchased_on = _day("Дата покупки обновлений")
+    months = RuIntegerField(
+        "На сколько месяцев",
+        default=12,
+        validators=[
+            InputRequired(REQUIRED),
+            NumberRange(min=1, max=120, message="От %(min)s до %(max)s месяцев."),
+        ],
+    )
+
+
+class SubscriptionForm(FlaskForm):
+    service = _text("Сервис", 200)
+    starts_on = _day("Начало")
+    ends_on = _day("Последний день (пусто — бессрочно)", required=False)
+    cancelled_on = _day("Отменена с (пусто — не отменена)", required=False)
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Validate the fields; the subscription cannot end before it starts."""
+        valid = super().validate(extra_validators)
+        start, end = self.starts_on.data, self.ends_on.data
+        if start and end and end < start:
+            self.ends_on.errors = [
+                *self.ends_on.errors,
+                "Подписка не может закончиться раньше, чем началась.",
+            ]
+            return False
+        return valid
+
+
+class PhoneForm(FlaskForm):
+    number = _text("Номер телефона", 40)
+    label = _text("Пометка (офис, мобильный…)", 100, required=False)
+
+
+class GrantForm(FlaskForm):
+    until = _day("Бесплатно до (включительно)")
+    reason = TextAreaField(
+        "Причина", validators=[DataRequired(REQUIRED), Length(max=2000, message=TOO_LONG)]
+    )

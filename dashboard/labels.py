@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask
 
 from dashboard.db import settings_of
-from onerpa import timing
+from onerpa import evidence, timing
 from onerpa.callstatus import CallStatus
 from onerpa.entitlement import FREE_REASONS, Reason
 from onerpa.phone import format_national
@@ -26,6 +26,7 @@ DECISIONS = {
     Reason.FREE_UPDATES.value: "Бесплатно: обновления",
     Reason.FREE_SUBSCRIPTION.value: "Бесплатно: подписка",
     Reason.FREE_CRITICAL_BUG.value: "Бесплатно: заявлен баг",
+    Reason.FREE_GOODWILL.value: "Бесплатно: жест доброй воли",
     Reason.NOT_ENTITLED.value: "Не положено",
     Reason.REFUSED_ETIQUETTE.value: "Отказ (этикет)",
     Reason.UNKNOWN_CALLER.value: "Не опознан",
@@ -42,6 +43,7 @@ STATUSES = {
     CallStatus.TRANSFERRED.value: "Переведён в продажи",
     CallStatus.ABANDONED_IVR.value: "Сброс в меню",
     CallStatus.ABANDONED_QUEUE.value: "Сброс в очереди",
+    CallStatus.NO_AGENTS.value: "Нет агентов на линии",
     CallStatus.LOST.value: "Потерян",
 }
 
@@ -82,6 +84,51 @@ CALL_EVENTS = {
     "swept": "закрыт как потерянный",
 }
 
+# Asterisk's HANGUPCAUSE (Q.850 cause values, main/causes.h) recorded at the hang-up
+# (``calls.hangup_cause``). 16 is a normal end; most of the rest say the call was dropped or
+# could not go through.
+HANGUP_CAUSES = {
+    0: "причина не указана",
+    1: "номер не существует",
+    3: "нет маршрута к номеру",
+    16: "нормальное завершение",
+    17: "абонент занят",
+    18: "абонент не отвечает",
+    19: "нет ответа",
+    20: "абонент недоступен",
+    21: "вызов отклонён",
+    22: "номер изменён",
+    27: "направление не работает",
+    28: "неверный формат номера",
+    29: "услуга отклонена",
+    31: "обычное завершение без уточнения",
+    34: "нет свободных каналов",
+    38: "сеть не работает",
+    41: "временный сбой",
+    42: "перегрузка оборудования",
+    44: "запрошенный канал недоступен",
+    47: "ресурс недоступен",
+    50: "услуга не подключена",
+    58: "несовместимые параметры связи",
+    65: "несовместимые параметры связи",
+    66: "тип канала не поддерживается",
+    69: "услуга не поддерживается",
+    79: "услуга не поддерживается",
+    81: "ошибка сигнализации",
+    88: "несовместимое назначение",
+    95: "ошибка сигнализации",
+    96: "ошибка сигнализации",
+    97: "ошибка сигнализации",
+    98: "ошибка сигнализации",
+    99: "ошибка сигнализации",
+    100: "ошибка сигнализации",
+    102: "истекло время ожидания",
+    111: "ошибка протокола",
+    127: "сбой на стыке сетей",
+}
+# The causes of a call that ended as it should; any other cause is shown as a fault.
+NORMAL_HANGUP_CAUSES = frozenset({16, 31})
+
 ROLES = {"agent": "агент", "supervisor": "руководитель"}
 
 # The actions and targets written to ``audit_log`` (dashboard/users.py ``audit``).
@@ -91,10 +138,55 @@ AUDIT_ACTIONS = {
     "wrapup.record": "Записаны итоги звонка",
     "refusal.set": "Установлен отказ в консультациях",
     "refusal.lift": "Снят отказ в консультациях",
+    # A supervisor's edits on the customer page (dashboard/customers.py).
+    "licence.add": "Добавлена лицензия",
+    "licence.change": "Исправлена лицензия",
+    "updates.add": "Добавлена покупка обновлений",
+    "updates.change": "Исправлена покупка обновлений",
+    "subscription.add": "Добавлена подписка",
+    "subscription.change": "Исправлена подписка",
+    "phone.add": "Добавлен телефон",
+    "phone.change": "Исправлен телефон",
+    "grant.add": "Выдан жест доброй воли",
+    "grant.change": "Исправлен жест доброй воли",
+    # The sync API (author "api:<token name>") and its tokens (dashboard.api, api_cli).
+    "customer.create": "Добавлен клиент",
+    "customer.update": "Изменён клиент",
+    "customer.deactivate": "Клиент отключён",
+    "api_token.create": "Выпущен токен API",
+    "api_token.revoke": "Отозван токен API",
 }
-AUDIT_TARGETS = {"user": "пользователь", "customer": "клиент", "call": "звонок"}
+AUDIT_TARGETS = {
+    "user": "пользователь",
+    "customer": "клиент",
+    "call": "звонок",
+    "api_token": "токен API",
+}
 # Authors that are not people: the command line and the demo start-up.
 AUDIT_AUTHORS = {"cli": "командная строка", "demo": "демо-запуск"}
+# The records a supervisor edits on the customer page and their fields, as the audit
+# details name them (dashboard/customers.py: ``licence 7: {"product": …}``).
+RECORD_KINDS = {
+    "licence": "лицензия",
+    "updates": "обновления",
+    "subscription": "подписка",
+    "phone": "телефон",
+    "grant": "жест доброй воли",
+}
+RECORD_FIELDS = {
+    "product": "продукт",
+    "licence_number": "№ лицензии",
+    "purchased_on": "куплена",
+    "months": "месяцев",
+    "service": "сервис",
+    "starts_on": "начало",
+    "ends_on": "окончание",
+    "cancelled_at": "отменена",
+    "e164": "номер",
+    "label": "пометка",
+    "until": "до",
+    "reason": "причина",
+}
 
 # What Asterisk and carriers send in place of a caller ID name or number that is not given
 # (``agi_calleridname: unknown``); never a name worth showing.
@@ -149,6 +241,19 @@ def caller_number(e164: str | None, raw: str | None) -> str:
 
 def _placeholder(text: str | None) -> bool:
     return (text or "").strip().casefold() in CALLERID_PLACEHOLDERS
+
+
+def hangup_cause_label(code: int | None) -> str:
+    """Return Asterisk's hang-up cause in words with its code: ``абонент занят (17)``."""
+    if code is None:
+        return "—"
+    words = HANGUP_CAUSES.get(code)
+    return f"{words} ({code})" if words else f"код {code}"
+
+
+def hangup_cause_tone(code: int | None) -> str:
+    """Return the badge colour class for a hang-up cause: warn for a fault, else none."""
+    return "" if code is None or code in NORMAL_HANGUP_CAUSES else "warn"
 
 
 def step_label(code: str | None) -> str:
@@ -262,12 +367,50 @@ def _refusal_lifted(details: str) -> str | None:
     return f"№ {found['id']}: {found['reason']}" if found else None
 
 
+_RECORD_EDITED = re.compile(r"^(?P<kind>[a-z]+) (?P<id>\d+): (?P<fields>\{.*\})$", re.S)
+
+
+def _record_edited(details: str) -> str | None:
+    """Read ``licence 7: {"product": "A"}`` (added) or ``{"product": ["A", "B"]}`` (changed)."""
+    found = _RECORD_EDITED.match(details)
+    if found is None or found["kind"] not in RECORD_KINDS:
+        return None
+    try:
+        fields = json.loads(found["fields"])
+    except ValueError:
+        return None
+    words = []
+    for name, value in fields.items():
+        label = RECORD_FIELDS.get(name, name)
+        if isinstance(value, list) and len(value) == 2:
+            words.append(f"{label}: {_record_value(value[0])} → {_record_value(value[1])}")
+        else:
+            words.append(f"{label}: {_record_value(value)}")
+    return "; ".join([f"{RECORD_KINDS[found['kind']]} № {found['id']}", *words])
+
+
+def _record_value(value: object) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return date.fromisoformat(value).strftime("%d.%m.%Y")
+    if isinstance(value, str) and value.startswith("+"):
+        return phone_label(value)
+    return str(value)
+
+
+def evidence_lines(stored: str | None) -> list[evidence.Line]:
+    """Return a call's stored evidence in words (none for calls decided before it was kept)."""
+    return evidence.stored_lines(stored)
+
+
 _AUDIT_DETAILS = {
     "user.create": _user_created,
     "user.update": _user_updated,
     "wrapup.record": _wrapup_recorded,
     "refusal.set": _refusal_set,
     "refusal.lift": _refusal_lifted,
+    **{code: _record_edited for code in AUDIT_ACTIONS if code.split(".")[0] in RECORD_KINDS},
 }
 
 
@@ -344,6 +487,8 @@ def init_app(app: Flask) -> None:
         caller_name=caller_name,
         caller_raw=caller_raw,
         step=step_label,
+        hangup_cause=hangup_cause_label,
+        hangup_cause_tone=hangup_cause_tone,
         event=event_label,
         role=role_label,
         audit_action=audit_action,
@@ -355,4 +500,5 @@ def init_app(app: Flask) -> None:
         percent=percent,
         timing=timing.timing,
         over_class=over_class,
+        evidence=evidence_lines,
     )

@@ -7,6 +7,9 @@ from typing import Any
 from flask import Flask, Response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from dashboard.api import PREFIX as API_PREFIX
+from dashboard.api import errors as api_errors
+
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
@@ -59,10 +62,18 @@ def add_headers(response: Response) -> Response:
 
 
 def csrf_failed(error: CSRFError) -> Any:
+    if _in_api():  # only an address no API view serves gets here: the API itself is exempt
+        return api_errors.http_error(getattr(request.routing_exception, "code", None) or 404)
     message = "Форма устарела или отправлена не с этой страницы. Обновите страницу и повторите."
     return render_template("error.html", code=400, message=message), 400
 
 
 def error_page(error: Any) -> Any:
     code = getattr(error, "code", 500) or 500
+    if _in_api():  # an address under /api/v1 that no view serves: answer in the API's JSON
+        return api_errors.http_error(code)
     return render_template("error.html", code=code, message=ERRORS.get(code, "Ошибка.")), code
+
+
+def _in_api() -> bool:
+    return request.path.startswith(API_PREFIX + "/")

@@ -1,8 +1,8 @@
 """Find a caller in the customer directory and load what the support rules need.
 
 This runs on every call, inside the caller's time budget, so a look-up is one statement:
-a ``UNION ALL`` of the customer's card, licences, update purchases, subscriptions and
-etiquette refusals, one branch per kind of row, each branch filling its own columns and
+a ``UNION ALL`` of the customer's card, licences, update purchases, subscriptions, goodwill
+grants and etiquette refusals, one branch per kind of row, each branch filling its own columns and
 leaving the others NULL. One statement is one round trip to PostgreSQL and a handful of
 SQLite steps, where a query per kind cost five of each (see docs/benchmarks.md).
 
@@ -46,6 +46,7 @@ _LICENCES = Base.metadata.tables["licences"]
 _UPDATES = Base.metadata.tables["update_purchases"]
 _SUBSCRIPTIONS = Base.metadata.tables["subscriptions"]
 _REFUSALS = Base.metadata.tables["refusals"]
+_GRANTS = Base.metadata.tables["grants"]
 
 # The union's columns after "kind", with their types: the first branch's types decide how
 # each column is read back (dates and UTC timestamps on SQLite are stored as text).
@@ -56,6 +57,7 @@ _COLUMNS: dict[str, TypeEngine[Any]] = {
     "contact_name": String(),
     "email": String(),
     "product": String(),
+    "licence_number": String(),
     "purchased_on": Date(),
     "months": Integer(),
     "service": String(),
@@ -67,8 +69,10 @@ _COLUMNS: dict[str, TypeEngine[Any]] = {
     "expires_at": UTCDateTime(),
     "lifted_at": UTCDateTime(),
     "phone_e164": String(),
+    "until": Date(),
+    "granted_by": String(),
 }
-_CARD, _LICENCE, _UPDATE, _SUBSCRIPTION, _REFUSAL = range(5)
+_CARD, _LICENCE, _UPDATE, _SUBSCRIPTION, _REFUSAL, _GRANT = range(6)
 
 
 def _branch(kind: int, table: Any, **columns: ColumnElement[Any]) -> Select[Any]:
@@ -84,12 +88,13 @@ def _branch(kind: int, table: Any, **columns: ColumnElement[Any]) -> Select[Any]
 
 def _caller_rows(customer: ColumnElement[Any], phone: ColumnElement[Any]) -> CompoundSelect:
     """Everything about the customer ``customer`` and the refusals on the number ``phone``."""
-    c, lic, upd, sub, ref = (
+    c, lic, upd, sub, ref, grant = (
         _CUSTOMERS.c,
         _LICENCES.c,
         _UPDATES.c,
         _SUBSCRIPTIONS.c,
         _REFUSALS.c,
+        _GRANTS.c,
     )
     return union_all(
         _branch(
@@ -101,9 +106,13 @@ def _caller_rows(customer: ColumnElement[Any], phone: ColumnElement[Any]) -> Com
             contact_name=c.contact_name,
             email=c.email,
         ).where(c.id == customer),
-        _branch(_LICENCE, _LICENCES, product=lic.product, purchased_on=lic.purchased_on).where(
-            lic.customer_id == customer
-        ),
+        _branch(
+            _LICENCE,
+            _LICENCES,
+            product=lic.product,
+            licence_number=lic.licence_number,
+            purchased_on=lic.purchased_on,
+        ).where(lic.customer_id == customer),
         _branch(_UPDATE, _UPDATES, purchased_on=upd.purchased_on, months=upd.months).where(
             upd.customer_id == customer
         ),
@@ -124,6 +133,14 @@ def _caller_rows(customer: ColumnElement[Any], phone: ColumnElement[Any]) -> Com
             lifted_at=ref.lifted_at,
             phone_e164=ref.phone_e164,
         ).where(or_(ref.customer_id == customer, ref.phone_e164 == phone)),
+        _branch(
+            _GRANT,
+            _GRANTS,
+            until=grant.until,
+            reason=grant.reason,
+            granted_by=grant.granted_by,
+            set_at=grant.granted_at,
+        ).where(grant.customer_id == customer),
     )
 
 
@@ -204,6 +221,7 @@ def _assemble(rows: Iterable[Any], phone: str | None) -> PhoneLookup:
     updates: list[entitlement.UpdatePlan] = []
     subscriptions: list[entitlement.Subscription] = []
     refusals: list[entitlement.RefusalFlag] = []
+    grants: list[entitlement.Grant] = []
     on_number: list[entitlement.RefusalFlag] = []
     for row in rows:
         r = row._mapping
@@ -211,7 +229,9 @@ def _assemble(rows: Iterable[Any], phone: str | None) -> PhoneLookup:
         if kind == _CARD:
             head = r
         elif kind == _LICENCE:
-            licences.append(entitlement.Licence(r["product"], r["purchased_on"]))
+            licences.append(
+                entitlement.Licence(r["product"], r["purchased_on"], r["licence_number"])
+            )
         elif kind == _UPDATE:
             updates.append(entitlement.UpdatePlan(r["purchased_on"], r["months"]))
         elif kind == _SUBSCRIPTION:
@@ -220,6 +240,8 @@ def _assemble(rows: Iterable[Any], phone: str | None) -> PhoneLookup:
                     r["service"], r["starts_on"], r["ends_on"], r["cancelled_at"]
                 )
             )
+        elif kind == _GRANT:
+            grants.append(entitlement.Grant(r["until"], r["reason"], r["granted_by"], r["set_at"]))
         else:
             flag = entitlement.RefusalFlag(
                 r["set_at"], r["reason"], r["expires_at"], r["lifted_at"]
@@ -234,6 +256,7 @@ def _assemble(rows: Iterable[Any], phone: str | None) -> PhoneLookup:
         updates=tuple(updates),
         subscriptions=tuple(subscriptions),
         refusals=tuple(refusals),
+        grants=tuple(grants),
     )
     card = CustomerCard(
         head["customer_id"],

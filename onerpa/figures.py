@@ -6,14 +6,17 @@ instead of its whole seconds:
 
 - offered: calls that arrived; each of them has exactly one outcome (``outcome_of``: from its
   status by ``OUTCOME_OF``, or answered whenever an agent answered): answered (including a
-  conversation going on now), abandoned in the queue, abandoned in the menu, ended by the
-  rules (closed, not a customer, refused, not entitled, or sent to sales), lost (no end
-  signal ever came, never answered), or still in progress (in the menu or waiting for an
-  agent); the outcome counts add up to offered;
+  conversation going on now), abandoned in the queue, turned away because no agent was on
+  the line (every member paused or unavailable), abandoned in the menu, ended by the rules
+  (closed, not a customer, refused, not entitled, or sent to sales), lost (no end signal
+  ever came, never answered), or still in progress (in the menu or waiting for an agent);
+  the outcome counts add up to offered;
 - service level SL = answered within the wait target / answered (Asterisk's
   ``callscompletedinsl / callscompleted``, "within" meaning ``wait <= target``);
 - SL2 = (answered within the target + abandoned in the queue within the target) /
-  (answered + abandoned in the queue) — Asterisk's ``ServicelevelPerf2``;
+  (answered + abandoned in the queue) — Asterisk's ``ServicelevelPerf2``. Calls turned away
+  for want of agents are in neither: they never waited for one (Asterisk has no record at
+  all of those turned away at the door);
 - ASA: the average wait of answered calls;
 - consultation (answer to end) average and 90th percentile (nearest rank: the smallest
   value that at least 90 % of consultations do not exceed), the shares within 3 and 5
@@ -65,6 +68,7 @@ class Outcome(StrEnum):
 
     ANSWERED = "answered"
     ABANDONED_QUEUE = "abandoned_queue"
+    NO_AGENTS = "no_agents"
     ABANDONED_IVR = "abandoned_ivr"
     ENDED_BY_RULES = "ended_by_rules"
     LOST = "lost"
@@ -84,6 +88,7 @@ OUTCOME_OF: Mapping[CallStatus, Outcome] = {
     CallStatus.TRANSFERRED: Outcome.ENDED_BY_RULES,
     CallStatus.ABANDONED_IVR: Outcome.ABANDONED_IVR,
     CallStatus.ABANDONED_QUEUE: Outcome.ABANDONED_QUEUE,
+    CallStatus.NO_AGENTS: Outcome.NO_AGENTS,
     CallStatus.LOST: Outcome.LOST,
 }
 
@@ -111,13 +116,14 @@ def _statuses_of(outcome: Outcome) -> list[str]:
 class Figures:
     """The standard figures of one set of calls; times in seconds, shares in 0..1.
 
-    ``offered`` is the sum of the six outcome counts (``answered`` ... ``in_progress``);
+    ``offered`` is the sum of the seven outcome counts (``answered`` ... ``in_progress``);
     ``transferred`` is the part of ``ended_by_rules`` that was sent to sales.
     """
 
     offered: int = 0
     answered: int = 0
     abandoned_queue: int = 0
+    no_agents: int = 0
     abandoned_ivr: int = 0
     ended_by_rules: int = 0
     lost: int = 0

@@ -95,7 +95,7 @@ class RowError:
     message: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        return f"строка {self.line}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -178,18 +178,18 @@ def _check_file(path: Path, staging: _Staging, show: bool) -> int:
     try:
         stream = path.open("rb")
     except OSError as err:
-        raise ImportFileError(f"cannot read {path}: {err.strerror}") from None
+        raise ImportFileError(f"не удаётся прочитать {path}: {err.strerror}") from None
     size = path.stat().st_size
     with stream, _bar(show, total=size, unit="B", unit_scale=True, desc="checking") as bar:
         lines = _decoded_lines(stream, bar)
         header = next(lines, None)
         if header is None or not header.strip():
-            raise ImportFileError("the file is empty (the first line must be the column header)")
+            raise ImportFileError("файл пуст (первая строка — заголовок с именами столбцов)")
         delimiter = ";" if header.count(";") >= header.count(",") else ","
         columns = _columns(next(csv.reader([header], delimiter=delimiter)))
         rows = _check_rows(lines, delimiter, columns, staging)
     if rows == 0:
-        raise ImportFileError("the file has a header but no rows")
+        raise ImportFileError("в файле есть заголовок, но нет строк")
     return rows
 
 
@@ -206,7 +206,7 @@ def _decoded_lines(stream: IO[bytes], bar: tqdm) -> Iterator[str]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ImportFileError(
-                f"line {number}: not UTF-8 (byte {raw[err.start]:#04x}); save the file as UTF-8"
+                f"строка {number}: не UTF-8 (байт {raw[err.start]:#04x}); сохраните файл в UTF-8"
             ) from None
         yield text.removeprefix("\ufeff") if number == 1 else text
 
@@ -216,15 +216,15 @@ def _columns(header: list[str]) -> list[str]:
     unknown = [name for name in names if name not in COLUMNS]
     if unknown:
         raise ImportFileError(
-            f"line 1: unknown column(s) {', '.join(map(repr, unknown))}; "
-            f"the columns are: {', '.join(COLUMNS)}"
+            f"строка 1: неизвестные столбцы {', '.join(map(repr, unknown))}; "
+            f"столбцы: {', '.join(COLUMNS)}"
         )
     doubled = sorted({name for name in names if names.count(name) > 1})
     if doubled:
-        raise ImportFileError(f"line 1: column(s) given twice: {', '.join(doubled)}")
+        raise ImportFileError(f"строка 1: столбцы указаны дважды: {', '.join(doubled)}")
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
-        raise ImportFileError(f"line 1: required column(s) missing: {', '.join(missing)}")
+        raise ImportFileError(f"строка 1: нет обязательных столбцов: {', '.join(missing)}")
     return names
 
 
@@ -249,7 +249,7 @@ def _check_rows(lines: Iterator[str], delimiter: str, columns: list[str], stagin
                 staging.add(good, bad)
                 good, bad = [], []
     except csv.Error as err:
-        raise ImportFileError(f"line {end + 1}: not valid CSV: {err}") from None
+        raise ImportFileError(f"строка {end + 1}: не CSV: {err}") from None
     staging.add(good, bad)
     return rows
 
@@ -257,53 +257,88 @@ def _check_rows(lines: Iterator[str], delimiter: str, columns: list[str], stagin
 def check_row(line: int, columns: list[str], fields: list[str]) -> CustomerRow | RowError:
     """Check one record against the rules in docs/import.md."""
     if len(fields) != len(columns):
-        return RowError(line, f"expected {len(columns)} fields, found {len(fields)}")
-    check = _RowChecker(dict(zip(columns, fields, strict=True)))
+        return RowError(line, f"ожидалось полей: {len(columns)}, найдено: {len(fields)}")
+    check = FieldChecker(dict(zip(columns, fields, strict=True)))
     row = CustomerRow(
         line=line,
-        customer_number=check.matching("customer_number", _CUSTOMER_NUMBER, "1 to 32 digits"),
-        organisation=check.text("organisation", 300, required=True),
-        contact_name=check.text("contact_name", 200),
-        email=check.email("email"),
+        **check.customer(),
         phones=check.phones("phones"),
         **check.licence(),
         **check.updates(),
         **check.subscription(),
     )
     if check.problems:
-        return RowError(line, "; ".join(check.problems))
+        return RowError(line, "; ".join(map(str, check.problems)))
     return row
 
 
-class _RowChecker:
-    """Read the fields of one row, collecting every problem instead of stopping at one."""
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one field: the field as the sender names it, and why, in Russian."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
+    field: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.text}"
+
+
+class FieldChecker:
+    """Check the fields of a customer record by the rules of docs/import.md.
+
+    The one validator of customer data: the CSV import gives it a row's text fields, the
+    sync API the fields of its JSON (``dashboard/api.py``), so both refuse the same values
+    with the same words. ``values`` are keyed by the CSV column names; ``names`` says how
+    the sender calls a field when that differs (``licences[0].product`` for ``product``), and
+    every message names fields that way. Every problem is collected, not just the first.
+    """
+
+    def __init__(
+        self,
+        values: Mapping[str, str],
+        names: Mapping[str, str] | None = None,
+        problems: list[Problem] | None = None,
+    ) -> None:
         self.values = values
-        self.problems: list[str] = []
+        self.names = names or {}
+        self.problems: list[Problem] = [] if problems is None else problems
 
     def raw(self, name: str) -> str:
         return self.values.get(name, "").strip()
 
+    def label(self, name: str) -> str:
+        return self.names.get(name, name)
+
     def fail(self, name: str, problem: str) -> None:
-        self.problems.append(f"{name}: {problem}")
+        self.problems.append(Problem(self.label(name), problem))
+
+    def customer(self) -> dict[str, Any]:
+        """Check the customer's number, organisation, contact and e-mail."""
+        return {
+            "customer_number": self.matching(
+                "customer_number", _CUSTOMER_NUMBER, "не от 1 до 32 цифр"
+            ),
+            "organisation": self.text("organisation", 300, required=True),
+            "contact_name": self.text("contact_name", 200),
+            "email": self.email("email"),
+        }
 
     def text(self, name: str, limit: int, *, required: bool = False) -> str:
         value = self.raw(name)
         if required and not value:
-            self.fail(name, "missing")
+            self.fail(name, "не заполнено")
         elif len(value) > limit:
-            self.fail(name, f"longer than {limit} characters")
+            self.fail(name, f"длиннее {limit} символов")
         elif _CONTROL.search(value):
-            self.fail(name, "contains control characters")
+            self.fail(name, "содержит управляющие символы")
         return value
 
     def matching(self, name: str, pattern: re.Pattern[str], what: str) -> str:
         value = self.raw(name)
         if not value:
-            self.fail(name, "missing")
+            self.fail(name, "не заполнено")
         elif not pattern.fullmatch(value):
-            self.fail(name, f"{value[:40]!r} is not {what}")
+            self.fail(name, f"{value[:40]!r} — {what}")
         return value
 
     def optional(self, name: str, pattern: re.Pattern[str], what: str) -> str | None:
@@ -312,20 +347,25 @@ class _RowChecker:
     def email(self, name: str) -> str:
         value = self.text(name, 254)
         if value and not _EMAIL.fullmatch(value):
-            self.fail(name, f"{value[:40]!r} is not an e-mail address")
+            self.fail(name, f"{value[:40]!r} — не адрес электронной почты")
         return value
 
     def phones(self, name: str) -> tuple[str, ...]:
-        items = [item.strip() for item in _PHONE_SEPARATORS.split(self.raw(name))]
+        """Check a field of numbers separated by ``,`` or ``;``."""
+        return self.phone_list(name, _PHONE_SEPARATORS.split(self.raw(name)))
+
+    def phone_list(self, name: str, given: Iterable[str]) -> tuple[str, ...]:
+        """Check phone numbers in any usual writing; return them in E.164, each once."""
+        items = [item.strip() for item in given]
         items = [item for item in items if item]
         if len(items) > MAX_PHONES_PER_ROW:
-            self.fail(name, f"more than {MAX_PHONES_PER_ROW} numbers")
+            self.fail(name, f"больше {MAX_PHONES_PER_ROW} номеров")
             return ()
         found: dict[str, None] = {}
         for item in items:
             e164 = normalize(item)
             if e164 is None:
-                self.fail(name, f"{item[:40]!r} is not a phone number")
+                self.fail(name, f"{item[:40]!r} — не номер телефона")
             else:
                 found[e164] = None
         return tuple(found)
@@ -343,10 +383,10 @@ class _RowChecker:
             else:
                 raise ValueError
         except ValueError:
-            self.fail(name, f"{value[:40]!r} is not a date like 2024-03-15 or 15.03.2024")
+            self.fail(name, f"{value[:40]!r} — не дата вида 2024-03-15 или 15.03.2024")
             return None
         if parsed.year not in _YEARS:
-            self.fail(name, f"{value!r} is not a plausible year")
+            self.fail(name, f"{value!r} — неправдоподобный год")
             return None
         return parsed
 
@@ -358,7 +398,7 @@ class _RowChecker:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            self.fail(name, f"{value[:40]!r} is not a date and time like 2025-03-01T12:00+03:00")
+            self.fail(name, f"{value[:40]!r} — не дата и время вида 2025-03-01T12:00+03:00")
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=MOSCOW)
 
@@ -367,41 +407,47 @@ class _RowChecker:
         if not value:
             return None
         if not value.isdigit() or not 1 <= int(value) <= 120:
-            self.fail(name, f"{value[:40]!r} is not a number of months from 1 to 120")
+            self.fail(name, f"{value[:40]!r} — не число месяцев от 1 до 120")
             return None
         return int(value)
 
-    def licence(self) -> dict[str, Any]:
+    def licence(self, *, required: bool = False) -> dict[str, Any]:
+        """Check a licence; ``required``: the record is one, so it may not be empty."""
         product = self.text("product", 200)
-        number = self.optional("licence_number", _LICENCE_NUMBER, "a licence number")
+        number = self.optional("licence_number", _LICENCE_NUMBER, "не номер лицензии")
         bought = self.day("purchased_on")
-        if (product or number) and not self.raw("purchased_on"):
-            self.fail("purchased_on", "missing (a licence needs its purchase date)")
-        if (bought or number) and not product:
-            self.fail("product", "missing (a licence needs its product)")
+        if (product or number or required) and not self.raw("purchased_on"):
+            self.fail("purchased_on", "не заполнено (у лицензии должна быть дата покупки)")
+        if (bought or number or required) and not product:
+            self.fail("product", "не заполнено (у лицензии должен быть продукт)")
         return {"product": product or None, "licence_number": number, "purchased_on": bought}
 
-    def updates(self) -> dict[str, Any]:
+    def updates(self, *, required: bool = False) -> dict[str, Any]:
+        """Check a purchase of updates; ``required``: the record is one."""
         bought = self.day("updates_purchased_on")
         months = self.months("updates_months")
-        if months is not None and not self.raw("updates_purchased_on"):
-            self.fail("updates_purchased_on", "missing (updates_months needs it)")
+        if (months is not None or required) and not self.raw("updates_purchased_on"):
+            self.fail(
+                "updates_purchased_on",
+                f"не заполнено (его требует {self.label('updates_months')})",
+            )
         if bought and months is None:
             months = DEFAULT_UPDATE_MONTHS
         return {"updates_purchased_on": bought, "updates_months": months}
 
-    def subscription(self) -> dict[str, Any]:
+    def subscription(self, *, required: bool = False) -> dict[str, Any]:
+        """Check a subscription; ``required``: the record is one."""
         service = self.text("subscription_service", 200)
         starts = self.day("subscription_starts_on")
         ends = self.day("subscription_ends_on")
         cancelled = self.moment("subscription_cancelled_at")
-        given = service or self.raw("subscription_ends_on") or cancelled
+        given = service or self.raw("subscription_ends_on") or cancelled or required
         if given and not self.raw("subscription_starts_on"):
-            self.fail("subscription_starts_on", "missing (a subscription needs its start)")
-        if starts and not service:
-            self.fail("subscription_service", "missing (a subscription needs its service)")
+            self.fail("subscription_starts_on", "не заполнено (у подписки должна быть дата начала)")
+        if (starts or required) and not service:
+            self.fail("subscription_service", "не заполнено (у подписки должен быть сервис)")
         if starts and ends and ends < starts:
-            self.fail("subscription_ends_on", "before subscription_starts_on")
+            self.fail("subscription_ends_on", f"раньше {self.label('subscription_starts_on')}")
         return {
             "subscription_service": service or None,
             "subscription_starts_on": starts,
@@ -551,11 +597,11 @@ def _phone_conflicts(db: sqlite3.Connection) -> Iterator[RowError]:
         claims = list(group)
         for _, customer, line in claims:
             others = ", ".join(
-                f"customer {other} on line {other_line}"
+                f"у клиента {other} в строке {other_line}"
                 for _, other, other_line in claims
                 if other != customer
             )
-            yield RowError(line, f"phones: {e164} is also given for {others}")
+            yield RowError(line, f"phones: {e164} указан также {others}")
 
 
 def _customer_conflicts(db: sqlite3.Connection) -> Iterator[RowError]:
@@ -573,7 +619,7 @@ def _customer_conflicts(db: sqlite3.Connection) -> Iterator[RowError]:
     for line, first, *differs in cursor:
         fields = zip(("organisation", "contact_name", "email"), differs, strict=True)
         names = [name for name, differ in fields if differ]
-        yield RowError(line, f"{', '.join(names)}: not as on line {first} of the same customer")
+        yield RowError(line, f"{', '.join(names)}: не как в строке {first} того же клиента")
 
 
 def _licence_conflicts(db: sqlite3.Connection) -> Iterator[RowError]:
@@ -588,7 +634,7 @@ def _licence_conflicts(db: sqlite3.Connection) -> Iterator[RowError]:
                  OR r.product != f.product OR r.purchased_on != f.purchased_on)"""
     )
     for line, number, first in cursor:
-        yield RowError(line, f"licence_number: {number} is given differently on line {first}")
+        yield RowError(line, f"licence_number: {number} в строке {first} указан иначе")
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -775,8 +821,8 @@ def import_command(file: Path, skip_bad: bool) -> None:
         engine.dispose()
     if not result.written:
         raise click.ClickException(
-            f"{result.bad_rows} of {result.rows} rows are bad; nothing was written "
-            "(fix them, or import the good rows with --skip-bad)"
+            f"плохих строк: {result.bad_rows} из {result.rows}; ничего не записано "
+            "(исправьте их или загрузите хорошие строки с --skip-bad)"
         )
     click.echo(summary(result))
 
@@ -786,13 +832,13 @@ def summary(result: ImportResult) -> str:
     c = result.changes
     return "\n".join(
         [
-            f"rows read: {result.rows}, bad rows skipped: {result.bad_rows}",
-            f"customers: {c['customers_added']} added, {c['customers_updated']} updated",
-            f"phone numbers: {c['phones_added']} added, "
-            f"{c['phones_moved']} moved from another customer",
-            f"licences: {c['licences_added']} added, {c['licences_updated']} updated",
-            f"update purchases: {c['updates_added']} added",
-            f"subscriptions: {c['subscriptions_added']} added, "
-            f"{c['subscriptions_updated']} updated",
+            f"прочитано строк: {result.rows}, пропущено плохих: {result.bad_rows}",
+            f"клиенты: добавлено {c['customers_added']}, изменено {c['customers_updated']}",
+            f"номера телефонов: добавлено {c['phones_added']}, "
+            f"перенесено от другого клиента {c['phones_moved']}",
+            f"лицензии: добавлено {c['licences_added']}, изменено {c['licences_updated']}",
+            f"покупки обновлений: добавлено {c['updates_added']}",
+            f"подписки: добавлено {c['subscriptions_added']}, "
+            f"изменено {c['subscriptions_updated']}",
         ]
     )

@@ -89,6 +89,9 @@ class Customer(Base):
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="customer", cascade="all, delete-orphan"
     )
+    grants: Mapped[list[Grant]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
 
 
 class PhoneNumber(Base):
@@ -175,6 +178,23 @@ class Refusal(Base):
     lift_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class Grant(Base):
+    """Free support given to a customer as a gesture of goodwill, through ``until`` (Moscow)."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    until: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    granted_by: Mapped[str] = mapped_column(String(100))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="grants")
+
+
 class Call(Base):
     """One call to the line, written from its first moment and updated as it goes."""
 
@@ -207,6 +227,8 @@ class Call(Base):
     step_times: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Asterisk's HANGUPCAUSE (Q.850): 16 a normal end, 17 busy, 19 no answer, 34 congestion...
     hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    # The facts the decision was made on, as JSON (onerpa.evidence), frozen at that moment.
+    evidence: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(24), default="in_ivr")
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)
     server: Mapped[str] = mapped_column(String(100), default="")
@@ -237,3 +259,33 @@ class CallEvent(Base):
     source: Mapped[str] = mapped_column(String(16))
     agent: Mapped[str | None] = mapped_column(String(100))
     data: Mapped[str] = mapped_column(Text, default="")
+
+
+class ApiToken(Base):
+    """A sync-API token of one integration: only its SHA-256 is kept. Revoked, never deleted."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint("scope IN ('read', 'write')", name="scope_known"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(48), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CustomerState(Base):
+    """Whether a customer is active, and when the sync API or an import last changed it.
+
+    A customer without a row is active and unchanged since it was created.
+    """
+
+    __tablename__ = "customer_states"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -442,6 +442,28 @@ def test_asterisks_unknown_caller_id_is_not_shown(
     assert "unknown" not in _text(page) and "<dt>Caller ID</dt><dd>скрыт</dd>" in page
 
 
+@pytest.mark.parametrize(
+    ("cause", "shown"),
+    [
+        (16, "<dd>нормальное завершение (16)</dd>"),
+        (17, '<dd><span class="badge badge-warn">абонент занят (17)</span></dd>'),
+        (19, '<dd><span class="badge badge-warn">нет ответа (19)</span></dd>'),
+        (21, '<dd><span class="badge badge-warn">вызов отклонён (21)</span></dd>'),
+        (34, '<dd><span class="badge badge-warn">нет свободных каналов (34)</span></dd>'),
+        (38, '<dd><span class="badge badge-warn">сеть не работает (38)</span></dd>'),
+        (112, '<dd><span class="badge badge-warn">код 112</span></dd>'),
+        (None, "<dd>—</dd>"),
+    ],
+)
+def test_call_page_says_why_the_call_ended(
+    supervisor: FlaskClient, sessions: sessionmaker[Session], cause: int | None, shown: str
+) -> None:
+    with sessions.begin() as session:
+        call_id = _answered(session, NOW - timedelta(minutes=10), 60, hangup_cause=cause)
+    page = supervisor.get(f"/calls/{call_id}").get_data(as_text=True)
+    assert f"<dt>Причина завершения</dt>{shown}" in page
+
+
 def _text(page: str) -> str:
     """Return what a reader sees of a page: its text without tags and attributes."""
     return re.sub(r"<[^>]+>", " ", page)

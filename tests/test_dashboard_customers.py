@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -23,7 +24,7 @@ from dashboard.testing import (
 )
 from dashboard.users import audit
 from onerpa import directory, entitlement
-from onerpa.models import Refusal, Subscription, UpdatePurchase
+from onerpa.models import Licence, Refusal, Subscription, UpdatePurchase
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 PASSWORD = "correct horse"
@@ -322,3 +323,204 @@ def _table_rows(page: str) -> list[list[str]]:
         ]
         rows.append([" ".join(cell.split()) for cell in cells[1:]])
     return rows
+
+
+# Supervisor edits: licences, updates, subscriptions and phones, each audited.
+
+
+def _edit(client: FlaskClient, path: str, **fields: str) -> Any:
+    """Open the edit form at ``path`` and post ``fields`` with its CSRF token."""
+    form = client.get(path)
+    assert form.status_code == 200
+    return client.post(path, data={"csrf_token": csrf_token(form.get_data(as_text=True)), **fields})
+
+
+def _audited(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(AuditEntry.username, AuditEntry.action, AuditEntry.details).order_by(
+                AuditEntry.id
+            )
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_supervisor_adds_a_licence_updates_subscription_and_phone_all_audited(
+    supervisor: FlaskClient, customer_id: int, sessions: sessionmaker[Session]
+) -> None:
+    base = f"/customers/{customer_id}"
+    for path, fields in (
+        (
+            "licences/new",
+            {
+                "product": "OneRPA Orchestrator",
+                "licence_number": "4711",
+                "purchased_on": "2026-03-01",
+            },
+        ),
+        ("updates/new", {"purchased_on": "2026-10-01", "months": "24"}),
+        (
+            "subscriptions/new",
+            {"service": "OneRPA Cloud Pro", "starts_on": "2026-01-01", "ends_on": "2026-12-31"},
+        ),
+        ("phones/new", {"number": "8 (916) 555-12-34", "label": "мобильный"}),
+    ):
+        response = _edit(supervisor, f"{base}/{path}", **fields)
+        assert response.status_code == 302, (path, response.get_data(as_text=True))
+    page = supervisor.get(base).get_data(as_text=True)
+    for text in (
+        "Лицензия: OneRPA Orchestrator",
+        "4711",
+        "01.03.2026",
+        "на 24 мес.",
+        "Подписка: OneRPA Cloud Pro",
+        "до 31.12.2026",
+        "+7 916 555-12-34",
+        "мобильный",
+    ):
+        assert text in page, text
+    actions = [(who, action) for who, action, _ in _audited(sessions)]
+    assert actions == [
+        ("vera", "licence.add"),
+        ("vera", "updates.add"),
+        ("vera", "subscription.add"),
+        ("vera", "phone.add"),
+    ]
+    with sessions() as session:
+        card = directory.find_by_phone(session, "+79165551234")
+    assert card is not None and card.customer_id == customer_id
+    assert ("OneRPA Orchestrator", date(2026, 3, 1), "4711") in [
+        (lic.product, lic.purchased_on, lic.number) for lic in card.records.licences
+    ]
+    audit_page = supervisor.get("/audit").get_data(as_text=True)
+    assert "Добавлена лицензия" in audit_page
+    assert "лицензия № " in audit_page and "№ лицензии: 4711" in audit_page
+    assert "куплена: 01.03.2026" in audit_page
+    assert "номер: +7 916 555-12-34" in audit_page
+
+
+def test_supervisor_corrects_a_purchase_and_the_audit_shows_before_and_after(
+    supervisor: FlaskClient, customer_id: int, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        licence_id = session.scalars(
+            select(Licence.id).where(Licence.customer_id == customer_id)
+        ).one()
+    path = f"/customers/{customer_id}/licences/{licence_id}"
+    form = supervisor.get(path).get_data(as_text=True)
+    assert 'value="2024-03-12"' in form and 'value="OneRPA Studio"' in form
+    response = _edit(
+        supervisor,
+        path,
+        product="OneRPA Studio",
+        licence_number="L-1001",
+        purchased_on="2024-03-20",
+    )
+    assert response.status_code == 302
+    with sessions() as session:
+        assert session.get(Licence, licence_id).purchased_on == date(2024, 3, 20)  # type: ignore[union-attr]
+    [(who, action, details)] = _audited(sessions)
+    assert (who, action) == ("vera", "licence.change")
+    assert details == f'licence {licence_id}: {{"purchased_on": ["2024-03-12", "2024-03-20"]}}'
+    assert "куплена: 12.03.2024 → 20.03.2024" in supervisor.get("/audit").get_data(as_text=True)
+
+
+def test_supervisor_cancels_a_subscription_and_it_no_longer_entitles(
+    supervisor: FlaskClient, customer_id: int, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        sub_id = session.scalars(
+            select(Subscription.id).where(Subscription.customer_id == customer_id)
+        ).one()
+    response = _edit(
+        supervisor,
+        f"/customers/{customer_id}/subscriptions/{sub_id}",
+        service="OneRPA Cloud",
+        starts_on="2025-01-01",
+        ends_on="",
+        cancelled_on="2026-11-01",
+    )
+    assert response.status_code == 302
+    # Updates bought 01.02.2026 for 12 months still hold; the subscription no longer does.
+    assert _decision_now(sessions, customer_id).reason is entitlement.Reason.FREE_UPDATES
+    assert [a for _, a, _ in _audited(sessions)] == ["subscription.change"]
+
+
+def test_phone_of_another_customer_is_refused_naming_that_customer(
+    supervisor: FlaskClient, customer_id: int, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        add_customer(session, "2002", "АО «Берёза»", phone="+74951112233")
+    response = _edit(
+        supervisor, f"/customers/{customer_id}/phones/new", number="+7 495 111-22-33", label=""
+    )
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "Номер +7 495 111-22-33 уже принадлежит клиенту «АО «Берёза»» (№ 2002)." in page
+    assert _audited(sessions) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "message"),
+    [
+        ("phones/new", {"number": "12", "label": ""}, "Не похоже на номер телефона"),
+        ("licences/new", {"product": "", "purchased_on": "2026-01-01"}, "Заполните это поле."),
+        (
+            "licences/new",
+            {"product": "OneRPA Studio", "purchased_on": "вчера"},
+            "Укажите дату в формате ДД.ММ.ГГГГ.",
+        ),
+        ("updates/new", {"purchased_on": "2026-01-01", "months": "0"}, "От 1 до 120 месяцев."),
+        (
+            "subscriptions/new",
+            {"service": "OneRPA Cloud", "starts_on": "2026-05-01", "ends_on": "2026-04-30"},
+            "Подписка не может закончиться раньше, чем началась.",
+        ),
+        (
+            "licences/new",
+            {"product": "OneRPA Studio", "licence_number": "L-1001", "purchased_on": "2026-01-01"},
+            "Лицензия № L-1001 у этого клиента уже есть.",
+        ),
+    ],
+)
+def test_edit_errors_are_in_russian_and_nothing_is_written(
+    supervisor: FlaskClient,
+    customer_id: int,
+    sessions: sessionmaker[Session],
+    path: str,
+    fields: dict[str, str],
+    message: str,
+) -> None:
+    response = _edit(supervisor, f"/customers/{customer_id}/{path}", **fields)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert _audited(sessions) == []
+
+
+@pytest.mark.parametrize(
+    "path", ["licences/new", "updates/new", "subscriptions/new", "phones/new", "grants/new"]
+)
+def test_agent_cannot_edit_records(
+    agent: FlaskClient, supervisor: FlaskClient, customer_id: int, path: str
+) -> None:
+    token = csrf_token(agent.get(f"/customers/{customer_id}").get_data(as_text=True))
+    assert agent.get(f"/customers/{customer_id}/{path}").status_code == 403
+    response = agent.post(f"/customers/{customer_id}/{path}", data={"csrf_token": token})
+    assert response.status_code == 403
+
+
+def test_agent_sees_the_records_but_no_edit_links(
+    agent: FlaskClient, supervisor: FlaskClient, customer_id: int
+) -> None:
+    mine = agent.get(f"/customers/{customer_id}").get_data(as_text=True)
+    theirs = supervisor.get(f"/customers/{customer_id}").get_data(as_text=True)
+    for link in (
+        "/licences/new",
+        "/updates/new",
+        "/subscriptions/new",
+        "/phones/new",
+        "/grants/new",
+    ):
+        assert link not in mine and link in theirs, link
+    assert "исправить" not in mine and "исправить" in theirs
+    assert "Жесты доброй воли" in mine

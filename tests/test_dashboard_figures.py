@@ -171,6 +171,7 @@ def test_axis_top_is_round(value: float, top: float) -> None:
 OUTCOME_CARDS = (
     "отвечено",
     "брошено в очереди",
+    "нет агентов на линии",
     "брошено в меню",
     "завершено правилами",
     "потеряно",
@@ -190,7 +191,8 @@ def test_outcome_cards_add_up_to_offered(
     page = supervisor.get("/figures").get_data(as_text=True)
     cards = [int(_tile(page, label)) for label in OUTCOME_CARDS]
     assert sum(cards) == int(_tile(page, "поступило")) == 60
-    lost, in_progress = cards[4], cards[5]
+    no_agents, lost, in_progress = cards[2], cards[5], cards[6]
+    assert no_agents == statuses.count(CallStatus.NO_AGENTS)
     assert lost == statuses.count(CallStatus.LOST)
     live = (CallStatus.IN_IVR, CallStatus.QUEUED)
     assert in_progress == sum(status in live for status in statuses)

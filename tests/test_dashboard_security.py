@@ -28,7 +28,7 @@ from dashboard.models import AuditEntry, Wrapup
 from dashboard.ratelimit import LoginThrottle
 from dashboard.security import HEADERS
 from dashboard.testing import Clock, add_call, add_customer, add_user, csrf_token, make_app, sign_in
-from onerpa.models import Refusal
+from onerpa.models import Grant, Refusal, Subscription, UpdatePurchase
 from tests.reliability_figures import Figures
 
 pytest_plugins = ["tests.reliability_figures"]
@@ -37,12 +37,20 @@ AREA = "dashboard"
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 PASSWORD = "correct horse"
 OPEN, SIGNED_IN, SUPERVISOR = "open", "signed in", "supervisor"
+# The sync API (tests/test_api.py): an integration's token, never a sign-in session, so no
+# CSRF token either.
+TOKEN = "api token"
 # Who may use each endpoint. A route missing here fails test_every_route_is_classified
 # (an entry for a route not there yet, or no longer there, does no harm).
 ACCESS = {
     "static": OPEN,
     "auth.login": OPEN,
     "health.health": OPEN,
+    "api.openapi": OPEN,
+    "api.list_customers": TOKEN,
+    "api.get_customer": TOKEN,
+    "api.put_customer": TOKEN,
+    "api.deactivate_customer": TOKEN,
     "auth.logout": SIGNED_IN,
     "board.index": SIGNED_IN,
     "board.my_call": SIGNED_IN,
@@ -56,6 +64,11 @@ ACCESS = {
     "customers.refuse": SIGNED_IN,
     "calls.export": SUPERVISOR,
     "customers.lift": SUPERVISOR,
+    "customers.licence": SUPERVISOR,
+    "customers.updates": SUPERVISOR,
+    "customers.subscription": SUPERVISOR,
+    "customers.phone": SUPERVISOR,
+    "customers.grant": SUPERVISOR,
     "figures.index": SUPERVISOR,
     "figures.breakdown": SUPERVISOR,
     "audit.index": SUPERVISOR,
@@ -68,6 +81,11 @@ FORMS: dict[str, dict[str, str]] = {
     "calls.wrapup": {"topic": "howto", "about_onerpa": "yes", "notes": "всё решили"},
     "customers.refuse": {"reason": "Грубил агенту"},
     "customers.lift": {"lift_reason": "Извинился"},
+    "customers.licence": {"product": "OneRPA Studio", "purchased_on": "2026-03-12"},
+    "customers.updates": {"purchased_on": "2026-03-12", "months": "12"},
+    "customers.subscription": {"service": "OneRPA Cloud", "starts_on": "2026-01-01"},
+    "customers.phone": {"number": "+7 495 000-00-01", "label": ""},
+    "customers.grant": {"until": "2027-03-31", "reason": "сбой в релизе"},
 }
 
 
@@ -111,12 +129,21 @@ def site(engine: Engine, sessions: sessionmaker[Session], figures: Figures) -> S
         refusal = Refusal(customer_id=customer.id, reason="Грубил", set_by="anna", set_at=NOW)
         session.add(refusal)
         call = add_call(session, customer_id=customer.id, status="completed", arrived_at=NOW)
+        customer.updates.append(UpdatePurchase(purchased_on=NOW.date(), months=12))
+        customer.subscriptions.append(Subscription(service="OneRPA Cloud", starts_on=NOW.date()))
+        customer.grants.append(Grant(until=NOW.date(), reason="сбой", granted_by="vera"))
         session.flush()
         ids = {
             "call_id": call.id,
             "customer_id": customer.id,
             "refusal_id": refusal.id,
+            "licence_id": customer.licences[0].id,
+            "update_id": customer.updates[0].id,
+            "subscription_id": customer.subscriptions[0].id,
+            "phone_id": customer.phones[0].id,
+            "grant_id": customer.grants[0].id,
             "filename": "live.js",
+            "number": customer.customer_number,
         }
     return Site(make_app(engine, Clock(NOW)), sessions, ids)
 
@@ -148,7 +175,11 @@ def assert_secure_headers(response: TestResponse, *, static: bool = False) -> No
 def test_every_route_is_classified(site: Site) -> None:
     endpoints = {rule.endpoint for rule in site.app.url_map.iter_rules()}
     assert endpoints - set(ACCESS) == set()
-    posts = {rule.endpoint for rule, method in routes(site.app) if method == "POST"}
+    posts = {
+        rule.endpoint
+        for rule, method in routes(site.app)
+        if method == "POST" and ACCESS[rule.endpoint] != TOKEN
+    }
     assert posts == set(FORMS)
 
 
@@ -196,6 +227,11 @@ def test_every_page_answers_its_users_with_the_security_headers(site: Site) -> N
         if method != "GET":
             continue
         url = site.url(rule)
+        if ACCESS[rule.endpoint] == TOKEN:  # a sign-in is no token
+            response = supervisor.get(url)
+            assert response.status_code == 401, url
+            assert_secure_headers(response)
+            continue
         response = supervisor.get(url)
         response.close()  # static files are streamed from an open file
         assert response.status_code == 200, url
@@ -228,7 +264,7 @@ def test_every_state_change_needs_this_sessions_csrf_token(site: Site, figures: 
     foreign = token_of(stranger, "/")  # valid, but for someone else's session
     refused = 0
     for rule, method in routes(site.app):
-        if method != "POST":
+        if method != "POST" or ACCESS[rule.endpoint] == TOKEN:
             continue
         url = site.url(rule)
         before = site.state()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from onerpa import directory, entitlement
 from onerpa.models import (
     Customer,
+    Grant,
     Licence,
     PhoneNumber,
     Refusal,
@@ -222,3 +223,36 @@ def test_every_record_of_each_kind_is_loaded(session: Session, vector: Customer)
         ("OneRPA Cloud", date(2024, 12, 31)),
         ("OneRPA Orchestrator", None),
     ]
+
+
+def test_look_up_brings_goodwill_grants_and_licence_numbers(
+    session: Session, vector: Customer
+) -> None:
+    given = datetime(2026, 12, 1, 9, 30, tzinfo=MSK)
+    session.add(
+        Grant(
+            customer_id=vector.id,
+            until=date(2027, 3, 31),
+            reason="сбой в релизе 5.2",
+            granted_by="vera",
+            granted_at=given,
+        )
+    )
+    session.commit()
+    for card in (
+        directory.find_by_phone(session, "+74951234567"),
+        directory.find_by_number(session, "770011"),
+        directory.load_card(session, vector.id),
+    ):
+        assert card is not None
+        assert card.records.grants == (
+            entitlement.Grant(date(2027, 3, 31), "сбой в релизе 5.2", "vera", given),
+        )
+        assert card.records.licences[0].number == "770011"
+        decision = entitlement.decide(card.records, datetime(2027, 3, 31, 12, tzinfo=MSK))
+        assert decision.reason is entitlement.Reason.FREE_GOODWILL
+
+
+def test_look_up_of_a_customer_without_grants_has_none(session: Session, vector: Customer) -> None:
+    card = directory.find_by_phone(session, "+74951234567")
+    assert card is not None and card.records.grants == ()

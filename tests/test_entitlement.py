@@ -9,9 +9,16 @@ import pytest
 
 from onerpa.entitlement import (
     CallerRecords,
+    DayFact,
+    DayKind,
+    Grant,
+    GrantFact,
     Licence,
+    LicenceFact,
     Reason,
     RefusalFlag,
+    RuleFact,
+    State,
     Subscription,
     UpdatePlan,
     active_refusal,
@@ -509,6 +516,7 @@ def test_reason_codes_are_stable_strings() -> None:
         "free_updates",
         "free_subscription",
         "free_critical_bug",
+        "free_goodwill",
         "not_entitled",
         "refused_etiquette",
         "unknown_caller",
@@ -545,3 +553,94 @@ def test_last_free_day_after_leap_day_purchase_is_28_february() -> None:
 
 def test_term_ending_on_a_day_expires_at_moscow_midnight_after_it() -> None:
     assert end_of_day(date(2025, 2, 28)) == datetime(2025, 2, 28, 21, 0, tzinfo=UTC)
+
+
+# Goodwill grants: free support given by a supervisor until a date, through its last day.
+GOODWILL = Grant(
+    date(2027, 3, 31), "сбой в релизе 5.2", "vera", datetime(2026, 12, 1, 9, tzinfo=UTC)
+)
+
+
+@pytest.mark.parametrize(
+    ("at", "reason"),
+    [
+        pytest.param(msk(2026, 12, 1, 12) - SECOND, Reason.NOT_ENTITLED, id="before-given"),
+        pytest.param(msk(2026, 12, 1, 12), Reason.FREE_GOODWILL, id="when-given"),
+        pytest.param(msk(2027, 3, 31, 23, 59, 59), Reason.FREE_GOODWILL, id="last-day-end"),
+        pytest.param(msk(2027, 4, 1), Reason.NOT_ENTITLED, id="day-after-midnight"),
+    ],
+)
+def test_goodwill_grant_holds_through_its_last_day_moscow(at: datetime, reason: Reason) -> None:
+    records = CallerRecords(
+        licences=(Licence("OneRPA Studio", date(2020, 1, 10)),), grants=(GOODWILL,)
+    )
+    assert decide(records, at).reason is reason
+
+
+def test_goodwill_grant_is_explained_with_its_reason_and_giver() -> None:
+    decision = decide(CallerRecords(grants=(GOODWILL,)), msk(2027, 1, 15, 10))
+    assert decision.explanation == (
+        "Бесплатно: жест доброй воли до 31.03.2027 — сбой в релизе 5.2 (выдал vera)"
+    )
+    assert decision.valid_until == date(2027, 3, 31)
+    assert decision.entitled
+
+
+@pytest.mark.parametrize(
+    ("bought_on", "reason", "valid_until"),
+    [
+        # The free year runs to 10.01.2027, the grant to 31.03.2027: the grant goes further.
+        pytest.param(date(2026, 1, 10), Reason.FREE_GOODWILL, date(2027, 3, 31), id="grant-longer"),
+        # The free year runs to 20.06.2027: it outlasts the grant.
+        pytest.param(
+            date(2026, 6, 20), Reason.FREE_FIRST_YEAR, date(2027, 6, 20), id="first-year-longer"
+        ),
+    ],
+)
+def test_most_favourable_of_grant_and_first_year_wins(
+    bought_on: date, reason: Reason, valid_until: date
+) -> None:
+    records = CallerRecords(licences=(Licence("OneRPA Studio", bought_on),), grants=(GOODWILL,))
+    decision = decide(records, msk(2026, 12, 15, 10))
+    assert (decision.reason, decision.valid_until) == (reason, valid_until)
+
+
+def test_refusal_still_beats_a_goodwill_grant() -> None:
+    refusal = RefusalFlag(msk(2026, 12, 2, 10), "оскорбления")
+    records = CallerRecords(grants=(GOODWILL,), refusals=(refusal,))
+    assert decide(records, msk(2026, 12, 15, 10)).reason is Reason.REFUSED_ETIQUETTE
+
+
+def test_decision_evidence_names_the_applied_grant_the_other_terms_and_the_rule() -> None:
+    licence = Licence("OneRPA Studio", date(2024, 3, 1), "4711")
+    day = DayFact(date(2026, 12, 15), DayKind.WORKING)
+    decision = decide(
+        CallerRecords(licences=(licence,), grants=(GOODWILL,)), msk(2026, 12, 15, 10), day=day
+    )
+    assert decision.evidence == (
+        day,
+        GrantFact(
+            date(2027, 3, 31),
+            "сбой в релизе 5.2",
+            "vera",
+            datetime(2026, 12, 1, 9, tzinfo=UTC),
+            State.IN_FORCE,
+            applied=True,
+        ),
+        LicenceFact("OneRPA Studio", "4711", date(2024, 3, 1), date(2025, 3, 1), State.ENDED),
+        RuleFact("free_goodwill"),
+    )
+
+
+def test_refused_decision_evidence_marks_the_refusal_and_the_grant_not_applied() -> None:
+    refusal = RefusalFlag(msk(2026, 12, 2, 10), "оскорбления")
+    decision = decide(CallerRecords(grants=(GOODWILL,), refusals=(refusal,)), msk(2026, 12, 15, 10))
+    applied = [fact for fact in decision.evidence if getattr(fact, "applied", False)]
+    assert [type(fact).__name__ for fact in applied] == ["RefusalFact"]
+    grant = next(fact for fact in decision.evidence if isinstance(fact, GrantFact))
+    assert (grant.state, grant.applied) == (State.IN_FORCE, False)
+    assert decision.evidence[-1] == RuleFact("refused_etiquette")
+
+
+def test_unknown_caller_evidence_is_only_the_rule() -> None:
+    assert decide(None, msk(2026, 12, 15, 10)).evidence == (RuleFact("unknown_caller"),)

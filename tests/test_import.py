@@ -156,54 +156,54 @@ def test_bom_and_comma_delimiter_import_the_same(engine: Engine, write_csv: Writ
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (line(customer_number=""), "customer_number: missing"),
-        (line(customer_number="12A"), "customer_number: '12A' is not 1 to 32 digits"),
-        (line(organisation="  "), "organisation: missing"),
-        (line(organisation="ООО\x07Вектор"), "organisation: contains control characters"),
-        (line(organisation="О" * 301), "organisation: longer than 300 characters"),
-        (line(email="sokolova"), "email: 'sokolova' is not an e-mail address"),
-        (line(phones="Anonymous"), "phones: 'Anonymous' is not a phone number"),
-        (line(phones="+7 495 123-45-67; 123"), "phones: '123' is not a phone number"),
-        (line(phones=",".join(["+7 495 123-45-67"] * 21)), "phones: more than 20 numbers"),
+        (line(customer_number=""), "customer_number: не заполнено"),
+        (line(customer_number="12A"), "customer_number: '12A' — не от 1 до 32 цифр"),
+        (line(organisation="  "), "organisation: не заполнено"),
+        (line(organisation="ООО\x07Вектор"), "organisation: содержит управляющие символы"),
+        (line(organisation="О" * 301), "organisation: длиннее 300 символов"),
+        (line(email="sokolova"), "email: 'sokolova' — не адрес электронной почты"),
+        (line(phones="Anonymous"), "phones: 'Anonymous' — не номер телефона"),
+        (line(phones="+7 495 123-45-67; 123"), "phones: '123' — не номер телефона"),
+        (line(phones=",".join(["+7 495 123-45-67"] * 21)), "phones: больше 20 номеров"),
         (
             line(product="OneRPA", purchased_on="2023-02-29"),
-            "purchased_on: '2023-02-29' is not a date like 2024-03-15 or 15.03.2024",
+            "purchased_on: '2023-02-29' — не дата вида 2024-03-15 или 15.03.2024",
         ),
         (
             line(product="OneRPA", purchased_on="31/12/2025"),
-            "purchased_on: '31/12/2025' is not a date like 2024-03-15 or 15.03.2024",
+            "purchased_on: '31/12/2025' — не дата вида 2024-03-15 или 15.03.2024",
         ),
         (
             line(product="OneRPA", purchased_on="2204-01-01"),
-            "purchased_on: '2204-01-01' is not a plausible year",
+            "purchased_on: '2204-01-01' — неправдоподобный год",
         ),
         (
             line(product="OneRPA"),
-            "purchased_on: missing (a licence needs its purchase date)",
+            "purchased_on: не заполнено (у лицензии должна быть дата покупки)",
         ),
         (
             line(licence_number="77 01", product="OneRPA", purchased_on="2025-01-01"),
-            "licence_number: '77 01' is not a licence number",
+            "licence_number: '77 01' — не номер лицензии",
         ),
         (
             line(purchased_on="2025-01-01"),
-            "product: missing (a licence needs its product)",
+            "product: не заполнено (у лицензии должен быть продукт)",
         ),
         (
             line(updates_purchased_on="2025-01-01", updates_months="0"),
-            "updates_months: '0' is not a number of months from 1 to 120",
+            "updates_months: '0' — не число месяцев от 1 до 120",
         ),
         (
             line(updates_months="12"),
-            "updates_purchased_on: missing (updates_months needs it)",
+            "updates_purchased_on: не заполнено (его требует updates_months)",
         ),
         (
             line(subscription_service="OneRPA Cloud"),
-            "subscription_starts_on: missing (a subscription needs its start)",
+            "subscription_starts_on: не заполнено (у подписки должна быть дата начала)",
         ),
         (
             line(subscription_starts_on="2025-01-01"),
-            "subscription_service: missing (a subscription needs its service)",
+            "subscription_service: не заполнено (у подписки должен быть сервис)",
         ),
         (
             line(
@@ -211,7 +211,7 @@ def test_bom_and_comma_delimiter_import_the_same(engine: Engine, write_csv: Writ
                 subscription_starts_on="2025-02-01",
                 subscription_ends_on="2025-01-31",
             ),
-            "subscription_ends_on: before subscription_starts_on",
+            "subscription_ends_on: раньше subscription_starts_on",
         ),
         (
             line(
@@ -219,7 +219,7 @@ def test_bom_and_comma_delimiter_import_the_same(engine: Engine, write_csv: Writ
                 subscription_starts_on="2025-02-01",
                 subscription_cancelled_at="yesterday",
             ),
-            "subscription_cancelled_at: 'yesterday' is not a date like 2024-03-15 or 15.03.2024",
+            "subscription_cancelled_at: 'yesterday' — не дата вида 2024-03-15 или 15.03.2024",
         ),
         (
             line(
@@ -227,10 +227,10 @@ def test_bom_and_comma_delimiter_import_the_same(engine: Engine, write_csv: Writ
                 subscription_starts_on="2025-02-01",
                 subscription_cancelled_at="2025-02-30T10:00",
             ),
-            "subscription_cancelled_at: '2025-02-30T10:00' is not a date and time "
-            "like 2025-03-01T12:00+03:00",
+            "subscription_cancelled_at: '2025-02-30T10:00' — не дата и время "
+            "вида 2025-03-01T12:00+03:00",
         ),
-        (line()[:-1], "expected 14 fields, found 13"),
+        (line()[:-1], "ожидалось полей: 14, найдено: 13"),
     ],
 )
 def test_bad_value_is_reported_with_its_line_and_nothing_is_written(
@@ -238,7 +238,7 @@ def test_bad_value_is_reported_with_its_line_and_nothing_is_written(
 ) -> None:
     good = line(customer_number="200002", phones="+7 495 123-45-67")
     result, errors = run(engine, write_csv(good, record))
-    assert errors == [f"line 3: {message}"]
+    assert errors == [f"строка 3: {message}"]
     assert (result.rows, result.bad_rows, result.written) == (2, 1, False)
     assert count(engine, "customers") == 0
 
@@ -246,7 +246,7 @@ def test_bad_value_is_reported_with_its_line_and_nothing_is_written(
 def test_every_problem_of_a_row_is_named(engine: Engine, write_csv: Writer) -> None:
     result, errors = run(engine, write_csv(line(customer_number="x", phones="abc")))
     assert errors == [
-        "line 2: customer_number: 'x' is not 1 to 32 digits; phones: 'abc' is not a phone number"
+        "строка 2: customer_number: 'x' — не от 1 до 32 цифр; phones: 'abc' — не номер телефона"
     ]
 
 
@@ -259,8 +259,8 @@ def test_every_bad_row_is_reported_in_line_order(engine: Engine, write_csv: Writ
     )
     result, errors = run(engine, path)
     assert errors == [
-        "line 3: phones: 'nope' is not a phone number",
-        "line 5: email: '@' is not an e-mail address",
+        "строка 3: phones: 'nope' — не номер телефона",
+        "строка 5: email: '@' — не адрес электронной почты",
     ]
     assert result.bad_rows == 2
     assert count(engine, "customers") == 0
@@ -273,7 +273,7 @@ def test_skip_bad_writes_the_good_rows_only(engine: Engine, write_csv: Writer) -
         line(customer_number="3"),
     )
     result, errors = run(engine, path, skip_bad=True)
-    assert errors == ["line 3: phones: 'nope' is not a phone number"]
+    assert errors == ["строка 3: phones: 'nope' — не номер телефона"]
     assert (result.bad_rows, result.written) == (1, True)
     with engine.connect() as conn:
         numbers = conn.execute(select(Customer.customer_number).order_by("customer_number"))
@@ -290,9 +290,10 @@ def test_number_claimed_by_two_customers_is_reported_on_both_lines(
     )
     result, errors = run(engine, path)
     assert errors == [
-        "line 2: phones: +74951234567 is also given for customer 2 on line 3",
-        "line 3: phones: +74951234567 is also given for customer 1 on line 2, customer 1 on line 4",
-        "line 4: phones: +74951234567 is also given for customer 2 on line 3",
+        "строка 2: phones: +74951234567 указан также у клиента 2 в строке 3",
+        "строка 3: phones: +74951234567 указан также у клиента 1 в строке 2, "
+        "у клиента 1 в строке 4",
+        "строка 4: phones: +74951234567 указан также у клиента 2 в строке 3",
     ]
     assert result.bad_rows == 3
 
@@ -310,7 +311,7 @@ def test_rows_of_one_customer_that_disagree_are_reported(engine: Engine, write_c
         line(organisation="ООО «Вектор-М»", email="b@vector.example"),
     )
     _, errors = run(engine, path)
-    assert errors == ["line 3: organisation, email: not as on line 2 of the same customer"]
+    assert errors == ["строка 3: organisation, email: не как в строке 2 того же клиента"]
 
 
 def test_licence_number_given_to_two_customers_is_reported(
@@ -319,15 +320,15 @@ def test_licence_number_given_to_two_customers_is_reported(
     licence = {"licence_number": "7701", "product": "OneRPA", "purchased_on": "2025-01-01"}
     path = write_csv(line(customer_number="1", **licence), line(customer_number="2", **licence))
     _, errors = run(engine, path)
-    assert errors == ["line 3: licence_number: 7701 is given differently on line 2"]
+    assert errors == ["строка 3: licence_number: 7701 в строке 2 указан иначе"]
 
 
 def test_line_numbers_count_lines_inside_quoted_fields(engine: Engine, write_csv: Writer) -> None:
     path = write_csv(line(organisation="ООО «Вектор»\nфилиал"), line(phones="nope"))
     _, errors = run(engine, path)
     assert errors == [
-        "line 2: organisation: contains control characters",
-        "line 4: phones: 'nope' is not a phone number",
+        "строка 2: organisation: содержит управляющие символы",
+        "строка 4: phones: 'nope' — не номер телефона",
     ]
 
 
@@ -341,24 +342,24 @@ def test_blank_lines_are_not_rows(engine: Engine, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "the file is empty (the first line must be the column header)"),
-        (b"\xef\xbb\xbf\r\n", "the file is empty (the first line must be the column header)"),
-        (";".join(COLUMNS).encode() + b"\r\n", "the file has a header but no rows"),
+        (b"", "файл пуст (первая строка — заголовок с именами столбцов)"),
+        (b"\xef\xbb\xbf\r\n", "файл пуст (первая строка — заголовок с именами столбцов)"),
+        (";".join(COLUMNS).encode() + b"\r\n", "в файле есть заголовок, но нет строк"),
         (
             b"customer_number;organisation;phone\r\n1;A;+74951234567\r\n",
-            "line 1: unknown column(s) 'phone'; the columns are: " + ", ".join(COLUMNS),
+            "строка 1: неизвестные столбцы 'phone'; столбцы: " + ", ".join(COLUMNS),
         ),
         (
             b"customer_number;phones\r\n1;+74951234567\r\n",
-            "line 1: required column(s) missing: organisation",
+            "строка 1: нет обязательных столбцов: organisation",
         ),
         (
             b"customer_number;organisation;organisation\r\n1;A;B\r\n",
-            "line 1: column(s) given twice: organisation",
+            "строка 1: столбцы указаны дважды: organisation",
         ),
         (
             "customer_number;organisation\r\n1;Альфа\r\n2;Вектор\r\n".encode("cp1251"),
-            "line 2: not UTF-8 (byte 0xc0); save the file as UTF-8",
+            "строка 2: не UTF-8 (байт 0xc0); сохраните файл в UTF-8",
         ),
     ],
 )
@@ -484,12 +485,12 @@ def test_import_command_prints_what_changed(cli_env: Path) -> None:
     result = CliRunner().invoke(main, ["import", str(SAMPLE)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "rows read: 8, bad rows skipped: 0",
-        "customers: 7 added, 0 updated",
-        "phone numbers: 10 added, 0 moved from another customer",
-        "licences: 6 added, 0 updated",
-        "update purchases: 1 added",
-        "subscriptions: 2 added, 0 updated",
+        "прочитано строк: 8, пропущено плохих: 0",
+        "клиенты: добавлено 7, изменено 0",
+        "номера телефонов: добавлено 10, перенесено от другого клиента 0",
+        "лицензии: добавлено 6, изменено 0",
+        "покупки обновлений: добавлено 1",
+        "подписки: добавлено 2, изменено 0",
     ]
 
 
@@ -497,16 +498,16 @@ def test_import_command_lists_bad_rows_and_fails(cli_env: Path, write_csv: Write
     path = write_csv(line(customer_number="1"), line(customer_number="2", phones="nope"))
     result = CliRunner().invoke(main, ["import", str(path)])
     assert result.exit_code == 1
-    assert "line 3: phones: 'nope' is not a phone number" in result.stderr
-    assert "1 of 2 rows are bad; nothing was written" in result.stderr
+    assert "строка 3: phones: 'nope' — не номер телефона" in result.stderr
+    assert "плохих строк: 1 из 2; ничего не записано" in result.stderr
 
 
 def test_import_command_skip_bad_imports_the_rest(cli_env: Path, write_csv: Writer) -> None:
     path = write_csv(line(customer_number="1"), line(customer_number="2", phones="nope"))
     result = CliRunner().invoke(main, ["import", "--skip-bad", str(path)])
     assert result.exit_code == 0
-    assert "line 3: phones: 'nope' is not a phone number" in result.stderr
-    assert "customers: 1 added, 0 updated" in result.stdout
+    assert "строка 3: phones: 'nope' — не номер телефона" in result.stderr
+    assert "клиенты: добавлено 1, изменено 0" in result.stdout
 
 
 def test_import_command_reports_a_file_error(cli_env: Path, tmp_path: Path) -> None:
@@ -514,4 +515,4 @@ def test_import_command_reports_a_file_error(cli_env: Path, tmp_path: Path) -> N
     path.write_bytes(b"")
     result = CliRunner().invoke(main, ["import", str(path)])
     assert result.exit_code == 1
-    assert "the file is empty" in result.stderr
+    assert "файл пуст" in result.stderr

@@ -89,12 +89,28 @@
     return td;
   }
 
+  // The decision's evidence in words; ``brief`` keeps the day and what the decision rests on.
+  function evidenceList(call, brief) {
+    var lines = (call.decision.evidence || []).filter(function (line) {
+      return !brief || line.applied || line.kind === "day";
+    });
+    var list = el("ul", "evidence");
+    lines.forEach(function (line) {
+      var li = el("li");
+      li.appendChild(el(line.applied ? "strong" : "span", null, line.text));
+      list.appendChild(li);
+    });
+    return lines.length ? list : null;
+  }
+
   function decisionCell(call) {
     var td = el("td", "decision");
     td.appendChild(el("span", "badge badge-" + call.decision.tone, call.decision.label));
     if (call.decision.explanation) {
       td.appendChild(el("div", "explanation", call.decision.explanation));
     }
+    var facts = evidenceList(call, true);
+    if (facts) { td.appendChild(facts); }
     return td;
   }
 
@@ -160,6 +176,11 @@
       box.appendChild(el("div", "pop-org", "Звонящий не опознан"));
     }
     box.appendChild(el("div", "pop-explanation", call.decision.explanation));
+    var evidence = evidenceList(call, false);
+    if (evidence) {
+      box.appendChild(el("h3", null, "На чём основано решение"));
+      box.appendChild(evidence);
+    }
     var facts = el("dl", "facts");
     [["Номер", call.caller.display || "скрыт"], ["Имя в Caller ID", call.caller.name || "—"],
       ["Выбор в меню", call.topic.code ? call.topic.label : "—"],

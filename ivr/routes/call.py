@@ -16,7 +16,7 @@ from ivr.agi import AGIChannel, AGIError, AGIHangup
 from ivr.dialplan import Route, Topic
 from ivr.lookup import Budget, DirectoryUnavailable
 from ivr.services import Services
-from onerpa import entitlement, hours
+from onerpa import entitlement, evidence, hours
 from onerpa.callstatus import CallStatus, EndedBy
 from onerpa.directory import CustomerCard
 from onerpa.entitlement import Reason
@@ -48,6 +48,8 @@ class Outcome:
     topic: Topic = Topic.NONE
     card: CustomerCard | None = None
     identified_by: str | None = None
+    # The facts the decision was made on, as stored JSON (onerpa.evidence); frozen here.
+    evidence: str | None = None
 
 
 class CallLog:
@@ -145,6 +147,7 @@ def finish(channel: AGIChannel, services: Services, call: CallLog, outcome: Outc
         "route": outcome.route.value,
         "customer_id": card.customer_id if card else None,
         "identified_by": outcome.identified_by,
+        "evidence": outcome.evidence,
         "degraded": outcome.decision == DECISION_DEGRADED,
         "decided_at": now,
     }
@@ -210,14 +213,15 @@ def _flow(channel: AGIChannel, services: Services, call: CallLog) -> Outcome:
     budget = services.directory.budget(services.settings.decision_budget.total_seconds())
     # Hours are those of the moment the call arrived, not of the greeting's end.
     status = hours.line_status(services.settings.calendar, call.arrived_at)
+    day = evidence.day_fact(services.settings.calendar, call.arrived_at)
     if not status.is_open:
-        return _closed(channel, services, call, budget, status)
+        return _closed(channel, services, call, budget, status, day)
     try:
         card, identified_by, refusals = _identify(channel, services, call, budget)
     except DirectoryUnavailable as err:
         log.warning("call %s: routed degraded: %s", call.call_ref, err)
-        return _degraded(channel, call)
-    return _apply_rules(channel, services, call, card, identified_by, refusals)
+        return _degraded(channel, call, day)
+    return _apply_rules(channel, services, call, card, identified_by, refusals, day)
 
 
 def _closed(
@@ -226,6 +230,7 @@ def _closed(
     call: CallLog,
     budget: Budget,
     status: hours.LineStatus,
+    day: entitlement.DayFact,
 ) -> Outcome:
     """Tell a caller out of hours when we open; still note who called."""
     call.reached("closed")
@@ -248,6 +253,7 @@ def _closed(
         "Звонок вне часов работы",
         card=card,
         identified_by="caller_id" if card else None,
+        evidence=_rule_evidence(DECISION_CLOSED, call.arrived_at, day),
     )
 
 
@@ -296,6 +302,7 @@ def _apply_rules(
     card: CustomerCard | None,
     identified_by: str | None,
     number_refusals: tuple[entitlement.RefusalFlag, ...],
+    day: entitlement.DayFact,
 ) -> Outcome:
     now = services.clock()
     records = card.records if card else None
@@ -306,7 +313,7 @@ def _apply_rules(
         records = (
             replace(known, refusals=merged) if entitlement.active_refusal(merged, now) else records
         )
-    decision = entitlement.decide(records, now)
+    decision = entitlement.decide(records, now, day=day)
     base = Outcome(
         Route.QUEUE,
         decision.reason.value,
@@ -314,6 +321,7 @@ def _apply_rules(
         decision.reason.value,
         card=card,
         identified_by=identified_by,
+        evidence=evidence.to_json(decision.reason.value, now, decision.evidence),
     )
     if decision.reason is Reason.UNKNOWN_CALLER:
         channel.play(speech.NOT_CUSTOMER)
@@ -323,7 +331,7 @@ def _apply_rules(
         channel.play(speech.REFUSED)
         return replace(base, route=Route.REFUSED)
     if decision.reason is Reason.NOT_ENTITLED:
-        return _not_entitled(channel, services, call, base, records, now)
+        return _not_entitled(channel, services, call, base, records, now, day)
     topic = _ask_topic(channel, call)
     channel.play(speech.BUG_FLAGGED if topic is Topic.BUG else speech.CONNECTING)
     return replace(base, topic=topic)
@@ -348,6 +356,7 @@ def _not_entitled(
     base: Outcome,
     records: entitlement.CallerRecords | None,
     now: datetime,
+    day: entitlement.DayFact,
 ) -> Outcome:
     call.reached("not_entitled")
     lapsed = entitlement.lapsed(records or entitlement.CallerRecords(), now)
@@ -359,14 +368,15 @@ def _not_entitled(
     offers = ([speech.BUG_OFFER] if bug else []) + ([speech.SALES_OFFER] if sales else [])
     choice = _menu(channel, call, offers) if offers else ""
     if choice == "1" and bug:
-        bug = entitlement.decide(records, now, critical_bug=True)
+        declared = entitlement.decide(records, now, critical_bug=True, day=day)
         channel.play(speech.BUG_FLAGGED)
         return replace(
             base,
-            decision=bug.reason.value,
-            reason=bug.reason.value,
-            explanation=bug.explanation,
+            decision=declared.reason.value,
+            reason=declared.reason.value,
+            explanation=declared.explanation,
             topic=Topic.BUG,
+            evidence=evidence.to_json(declared.reason.value, now, declared.evidence),
         )
     if choice == "2" and sales:
         return replace(base, route=Route.SALES, topic=Topic.LICENSING)
@@ -386,10 +396,16 @@ def _menu(channel: AGIChannel, call: CallLog, prompts: list[str]) -> str:
     return digits
 
 
-def _degraded(channel: AGIChannel, call: CallLog) -> Outcome:
+def _degraded(channel: AGIChannel, call: CallLog, day: entitlement.DayFact) -> Outcome:
     channel.play(speech.CONNECTING)
     return Outcome(
         Route.QUEUE,
         DECISION_DEGRADED,
         "База клиентов недоступна: клиент не проверен, помогите и уточните данные",
+        evidence=_rule_evidence(DECISION_DEGRADED, call.arrived_at, day),
     )
+
+
+def _rule_evidence(decision: str, at: datetime, day: entitlement.DayFact) -> str:
+    """Return the evidence of a decision the call flow makes without the rules: the day."""
+    return evidence.to_json(decision, at, (day, entitlement.RuleFact(decision)))
