@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import click
 
+from dashboard.api_cli import api_token_group
 from dashboard.cli import COMMANDS as dashboard_commands
-from ivr.cli import fastagi_command
+from ivr.cli import fastagi_command, fastagi_health_command
 from ivr.prompts import prompts_command
 from ivr.simulate import simulate_command
 from onerpa.allinone import run_command
@@ -19,9 +20,11 @@ from onerpa.timing_commands import COMMANDS as timing_commands
 ALL: list[click.Command] = []
 ALL.append(run_command)
 ALL.append(fastagi_command)
+ALL.append(fastagi_health_command)
 ALL.append(simulate_command)
 ALL.append(prompts_command)
 ALL.append(import_command)
 ALL.append(demo_data_command)
 ALL.extend(dashboard_commands)
+ALL.append(api_token_group)
 ALL.extend(timing_commands)
