@@ -40,6 +40,7 @@ from dashboard.forms import (
 from dashboard.models import AuditEntry
 from dashboard.users import audit
 from onerpa import directory, entitlement, evidence
+from onerpa.changes import mark_changed
 from onerpa.models import (
     Customer,
     Grant,
@@ -256,6 +257,7 @@ class Edit:
         return f"{self.kind.code} {self.item.id}: {json.dumps(shown, ensure_ascii=False)}"
 
     def done(self) -> Any:
+        mark_changed(self.session.connection(), [self.customer.id], self.moment)
         self.session.commit()
         log.info("customer %s edited by %s", self.customer.id, current_user.username)
         flash(self.kind.saved, "ok")

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
+    exists,
     func,
     literal_column,
     null,
@@ -47,6 +48,7 @@ _UPDATES = Base.metadata.tables["update_purchases"]
 _SUBSCRIPTIONS = Base.metadata.tables["subscriptions"]
 _REFUSALS = Base.metadata.tables["refusals"]
 _GRANTS = Base.metadata.tables["grants"]
+_STATES = Base.metadata.tables["customer_states"]
 
 # The union's columns after "kind", with their types: the first branch's types decide how
 # each column is read back (dates and UTC timestamps on SQLite are stored as text).
@@ -144,13 +146,23 @@ def _caller_rows(customer: ColumnElement[Any], phone: ColumnElement[Any]) -> Com
     )
 
 
+def _active(customer: ColumnElement[Any]) -> ColumnElement[bool]:
+    """True unless the customer was deactivated (by the sync API): no longer a customer."""
+    states = _STATES.c
+    return ~exists().where(states.customer_id == customer, states.active.is_(False))
+
+
 _OWNER_OF_PHONE = (
-    select(_PHONES.c.customer_id).where(_PHONES.c.e164 == bindparam("e164")).scalar_subquery()
+    select(_PHONES.c.customer_id)
+    .where(_PHONES.c.e164 == bindparam("e164"), _active(_PHONES.c.customer_id))
+    .scalar_subquery()
 )
 _OWNER_OF_NUMBER = func.coalesce(
-    select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.customer_number == bindparam("digits"))
+    select(_CUSTOMERS.c.id)
+    .where(_CUSTOMERS.c.customer_number == bindparam("digits"), _active(_CUSTOMERS.c.id))
     .scalar_subquery(),
-    select(_LICENCES.c.customer_id).where(_LICENCES.c.licence_number == bindparam("digits"))
+    select(_LICENCES.c.customer_id)
+    .where(_LICENCES.c.licence_number == bindparam("digits"), _active(_LICENCES.c.customer_id))
     .scalar_subquery(),
 )  # fmt: skip
 _BY_PHONE = _caller_rows(_OWNER_OF_PHONE, bindparam("e164"))

@@ -29,7 +29,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from tqdm import tqdm
 
+from onerpa.changes import mark_changed
 from onerpa.models import Base
 from onerpa.phone import normalize
 from onerpa.startup import load_settings, open_database
@@ -694,6 +695,10 @@ def _write_batch(conn: Connection, batch: list[list[CustomerRow]]) -> Counter[st
     }
     changes["updates_added"] += _add_missing(conn, _TABLES["update_purchases"], _UPDATES, updates)
     _upsert_subscriptions(conn, rows, ids, changes)
+    if sum(changes.values()):
+        # Per batch: a customer sent again unchanged next to changed ones is listed as
+        # changed too; the sync API's changed_since may repeat one, never miss one.
+        mark_changed(conn, ids.values(), datetime.now(UTC))
     return changes
 
 

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard.api.errors import ErrorCode
 from dashboard.models import AuditEntry
-from dashboard.testing import Clock, add_customer, make_app
+from dashboard.testing import Clock, add_customer, add_user, csrf_token, make_app, signed_in
 from ivr.lookup import Directory
-from onerpa import tokens
+from onerpa import importer, tokens
 from onerpa.cli import main
 from onerpa.importer import COLUMNS, check_row
 from onerpa.models import ApiToken, Customer, Licence, PhoneNumber, Subscription, UpdatePurchase
@@ -314,6 +314,44 @@ def test_deactivated_customer_is_kept_and_a_put_brings_it_back(
         "customer.deactivate",
         "customer.update",
     ]
+
+
+def test_a_deactivated_customer_is_no_longer_a_customer_to_the_call_flow(
+    crm: Api, engine: Engine
+) -> None:
+    crm.put("1001", ROMASHKA)
+    directory = Directory(engine, workers=1)
+    try:
+        assert directory.budget(2.0).by_phone("+74951234567").card is not None
+        crm.call("POST", "/customers/1001/deactivate")
+        gone = directory.budget(2.0).by_phone("+74951234567").card
+        by_number = directory.budget(2.0).by_number("1001")
+        crm.put("1001", ROMASHKA)
+        back = directory.budget(2.0).by_phone("+74951234567").card
+    finally:
+        directory.close()
+    assert (gone, by_number) == (None, None)
+    assert back is not None and back.customer_number == "1001"
+
+
+def test_changes_made_by_an_import_or_a_supervisor_are_listed_as_changed(
+    crm: Api, app: Flask, engine: Engine, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    with sessions.begin() as session:  # known for a month, unchanged since
+        add_customer(session, "500", phone=None).created_at = NOW - timedelta(days=30)
+        edited = add_customer(session, "501", phone=None)
+        edited.created_at = NOW - timedelta(days=30)
+        add_user(session, "vera", "supervisor", "correct horse")
+    assert numbers(crm, "changed_since=2026-12-01") == []
+    csv = tmp_path / "customers.csv"
+    csv.write_text("customer_number,organisation\n500,ООО «Новое имя»\n", encoding="utf-8")
+    importer.import_file(engine, csv, progress=False)
+    supervisor = signed_in(app, "vera", "correct horse")
+    path = f"/customers/{edited.id}/phones/new"
+    form = supervisor.get(path).get_data(as_text=True)
+    fields = {"csrf_token": csrf_token(form), "number": "+7 916 555-12-34", "label": ""}
+    assert supervisor.post(path, data=fields).status_code == 302
+    assert numbers(crm, "changed_since=2026-12-01") == ["500", "501"]
 
 
 def test_deactivating_an_unknown_customer_is_404(crm: Api) -> None:
