@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY onerpa ./onerpa
 COPY ivr ./ivr
 COPY dashboard ./dashboard
+COPY onerpa_support ./onerpa_support
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # --- run: the wheel with its dependencies, as an unprivileged user -------------------------

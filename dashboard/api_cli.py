@@ -15,6 +15,7 @@ from onerpa import tokens
 from onerpa.db import session_factory
 from onerpa.importer import MOSCOW, FieldChecker
 from onerpa.models import ApiToken
+from onerpa.startup import load_settings, open_database
 
 
 @click.group("api-token")
@@ -95,8 +96,6 @@ def list_command() -> None:
 
 
 def _open():  # type: ignore[no-untyped-def]
-    from onerpa.cli import load_settings, open_database
-
     return open_database(load_settings())
 
 

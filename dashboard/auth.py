@@ -33,9 +33,9 @@ from sqlalchemy import select
 from dashboard.api import PREFIX as API_PREFIX
 from dashboard.db import get_db, now
 from dashboard.forms import LoginForm, LogoutForm
-from dashboard.models import Role, User
 from dashboard.ratelimit import LoginThrottle
 from dashboard.users import authenticate
+from onerpa.staff import Role, User
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from dashboard import labels, queries
 from dashboard.auth import supervisor_required
 from dashboard.db import get_db, now, sessions, settings_of
 from dashboard.forms import WrapupForm
-from dashboard.models import WrapTopic, Wrapup
 from dashboard.users import audit, find_user
 from onerpa import timing
 from onerpa.phone import normalize
+from onerpa.staff import WrapTopic, Wrapup
 
 log = logging.getLogger(__name__)
 

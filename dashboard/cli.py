@@ -9,6 +9,14 @@ import click
 
 from onerpa.db import session_factory
 from onerpa.settings import SettingsError
+from onerpa.startup import (
+    DASHBOARD,
+    StartupError,
+    command_binding,
+    ensure_ports_free,
+    load_settings,
+    open_database,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +40,6 @@ def create_user_command(
 ) -> None:
     """Create a dashboard user (agent or supervisor) with a password."""
     from dashboard.users import UserError, create_user, find_user, update_user
-    from onerpa.cli import load_settings, open_database
 
     password = _read_password(password_stdin)
     engine = open_database(load_settings())
@@ -69,7 +76,6 @@ def create_user_command(
 def disable_user_command(username: str) -> None:
     """Stop a user from signing in (their sessions end at their next request)."""
     from dashboard.users import find_user, update_user
-    from onerpa.cli import load_settings, open_database
 
     engine = open_database(load_settings())
     with session_factory(engine).begin() as session:
@@ -87,14 +93,6 @@ def dashboard_command(host: str | None, port: int | None) -> None:
     """Serve the agent and supervisor dashboard (needs ONERPA_SECRET_KEY)."""
     from dashboard import create_app
     from dashboard.server import DashboardServer
-    from onerpa.startup import (
-        DASHBOARD,
-        StartupError,
-        command_binding,
-        ensure_ports_free,
-        load_settings,
-        open_database,
-    )
 
     settings = load_settings()
     listen = command_binding(settings, DASHBOARD, host, port)

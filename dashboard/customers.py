@@ -37,7 +37,6 @@ from dashboard.forms import (
     SubscriptionForm,
     UpdatesForm,
 )
-from dashboard.models import AuditEntry
 from dashboard.users import audit
 from onerpa import directory, entitlement, evidence
 from onerpa.changes import mark_changed
@@ -51,6 +50,7 @@ from onerpa.models import (
     UpdatePurchase,
 )
 from onerpa.phone import format_national, normalize
+from onerpa.staff import AuditEntry
 
 log = logging.getLogger(__name__)
 

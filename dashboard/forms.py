@@ -16,7 +16,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from dashboard.models import WrapTopic
+from onerpa.staff import WrapTopic
 
 WRAP_TOPICS = [
     SelectChoice(WrapTopic.BUG.value, "Ошибка в программе (баг)"),

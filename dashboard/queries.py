@@ -16,7 +16,6 @@ from typing import Any, Protocol, cast
 from sqlalchemy import ColumnElement, Row, Select, TextualSelect, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
-from dashboard.models import AuditEntry, User, Wrapup
 from onerpa import figures
 from onerpa.callstatus import LIVE, CallStatus
 from onerpa.models import (
@@ -28,6 +27,7 @@ from onerpa.models import (
     Refusal,
     UTCDateTime,
 )
+from onerpa.staff import AuditEntry, User, Wrapup
 
 # A call still "live" after this long lost its end signal; the sweep will close it.
 MAX_LIVE_AGE = timedelta(hours=12)

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from dashboard import create_app
-from dashboard.models import User
 from onerpa.models import Call, Customer, Licence, PhoneNumber
 from onerpa.settings import Settings
+from onerpa.staff import User
 
 # Cheap to check, so tests that sign in many times stay quick. Never used outside tests.
 FAST_HASH = "pbkdf2:sha256:1000"

@@ -15,10 +15,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from dashboard.models import AuditEntry, Role, User
 from onerpa.db import session_factory
 from onerpa.demo import AGENTS as DEMO_AGENTS
 from onerpa.models import utcnow
+from onerpa.staff import AuditEntry, Role, User
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Read the AGI recordings of a real Asterisk in tests/data/asterisk: events, environment, replies."""
+"""Read the AGI recordings of a real Asterisk (tests/data/asterisk): events, environment."""
 
 from __future__ import annotations
 

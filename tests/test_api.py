@@ -27,13 +27,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard.api.errors import ErrorCode
-from dashboard.models import AuditEntry
 from dashboard.testing import Clock, add_customer, add_user, csrf_token, make_app, signed_in
 from ivr.lookup import Directory
 from onerpa import importer, tokens
-from onerpa.cli import main
 from onerpa.importer import COLUMNS, check_row
 from onerpa.models import ApiToken, Customer, Licence, PhoneNumber, Subscription, UpdatePurchase
+from onerpa.staff import AuditEntry
+from onerpa_support.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = json.loads((ROOT / "dashboard" / "static" / "openapi.json").read_text(encoding="utf-8"))

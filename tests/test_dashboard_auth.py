@@ -15,12 +15,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import create_app, ensure_demo_users, serve_in_thread
-from dashboard.models import AuditEntry, User
 from dashboard.testing import Clock, add_user, csrf_token, make_app, sign_in
 from dashboard.users import update_user
 from onerpa import db
-from onerpa.cli import main
 from onerpa.settings import Settings, SettingsError
+from onerpa.staff import AuditEntry, User
+from onerpa_support.cli import main
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 PASSWORD = "correct horse"

@@ -13,10 +13,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import board
-from dashboard.models import Wrapup
 from dashboard.testing import Clock, add_call, add_customer, add_user, make_app, sign_in
 from onerpa.models import Call
 from onerpa.settings import Settings
+from onerpa.staff import Wrapup
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 12:30 in Moscow
 PASSWORD = "correct horse"

@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select
 
 from dashboard import DashboardServer, serve_in_thread
-from dashboard.models import Wrapup
 from dashboard.testing import Clock, add_call, add_customer, add_user, make_app
 from ivr.app import build_services, close_services
 from ivr.emulator import EmulatedCall
@@ -32,6 +31,7 @@ from onerpa import db
 from onerpa.metrics import ProcessMetrics
 from onerpa.models import Call
 from onerpa.settings import Settings
+from onerpa.staff import Wrapup
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -14,7 +14,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard.calls import cell
-from dashboard.models import AuditEntry, Wrapup
 from dashboard.testing import (
     Clock,
     add_call,
@@ -25,6 +24,7 @@ from dashboard.testing import (
     signed_in,
 )
 from onerpa.models import CallEvent
+from onerpa.staff import AuditEntry, Wrapup
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 12:30 in Moscow
 PASSWORD = "correct horse"

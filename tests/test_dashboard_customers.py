@@ -12,7 +12,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dashboard.models import AuditEntry
 from dashboard.testing import (
     Clock,
     add_call,
@@ -25,6 +24,7 @@ from dashboard.testing import (
 from dashboard.users import audit
 from onerpa import directory, entitlement
 from onerpa.models import Licence, Refusal, Subscription, UpdatePurchase
+from onerpa.staff import AuditEntry
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 PASSWORD = "correct horse"

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-import dashboard.models  # noqa: F401  (registers the tables on Base)
+import onerpa.staff  # noqa: F401  (registers the tables on Base)
 from onerpa import db
 from onerpa.models import Base
 

@@ -24,11 +24,11 @@ from werkzeug.test import TestResponse
 
 import dashboard.auth
 import dashboard.ratelimit
-from dashboard.models import AuditEntry, Wrapup
 from dashboard.ratelimit import LoginThrottle
 from dashboard.security import HEADERS
 from dashboard.testing import Clock, add_call, add_customer, add_user, csrf_token, make_app, sign_in
 from onerpa.models import Grant, Refusal, Subscription, UpdatePurchase
+from onerpa.staff import AuditEntry, Wrapup
 from tests.reliability_figures import Figures
 
 pytest_plugins = ["tests.reliability_figures"]

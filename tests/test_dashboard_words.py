@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from dashboard import labels
-from dashboard.models import Role, WrapTopic
 from ivr.dialplan import Topic
 from ivr.routes import call as call_route
 from onerpa.callstatus import CallStatus
 from onerpa.entitlement import Reason
 from onerpa.metrics import EVENT_KINDS
 from onerpa.models import Call
+from onerpa.staff import Role, WrapTopic
 
 ROOT = Path(__file__).resolve().parent.parent
 CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)

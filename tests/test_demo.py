@@ -13,18 +13,19 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from dashboard.models import AuditEntry
 from dashboard.testing import Clock, make_app, sign_in
 from dashboard.users import ensure_demo_users, find_user, update_user
 from ivr.dialplan import Route, Topic
-from onerpa import allinone, db, demo, directory, entitlement, figures
-from onerpa.cli import main
+from onerpa import db, demo, directory, entitlement, figures
 from onerpa.entitlement import Reason
 from onerpa.hours import SupportCalendar
 from onerpa.importer import import_file
 from onerpa.models import Call, CallEvent, Customer
 from onerpa.settings import Settings
+from onerpa.staff import AuditEntry
 from onerpa.timing import Targets
+from onerpa_support import allinone
+from onerpa_support.cli import main
 
 MSK = ZoneInfo("Europe/Moscow")
 SAMPLE = Path(__file__).resolve().parents[1] / "docs" / "customers.sample.csv"

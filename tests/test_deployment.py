@@ -489,3 +489,13 @@ def test_systemd_env_example_holds_settings_only() -> None:
     values = env_file_values(SYSTEMD / "onerpa.env.example")
     assert set(values) <= set(documented())
     assert values["ONERPA_SECRET_KEY"] == ""  # no made-up secret to forget to change
+
+
+def test_dockerfile_copies_every_package_the_wheel_holds() -> None:
+    copied = {
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    }
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests"}
+    assert packages - {"bench"} <= copied

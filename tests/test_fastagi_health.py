@@ -25,10 +25,10 @@ from ivr.emulator import EmulatedCall
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.health import DatabaseState, Liveness
 from ivr.routes import ROUTES
-from onerpa.cli import main
 from onerpa.metrics import ProcessMetrics
 from onerpa.models import Call
 from onerpa.settings import Settings
+from onerpa_support.cli import main
 from tests.flowkit import Clock
 
 MSK = ZoneInfo("Europe/Moscow")

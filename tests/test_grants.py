@@ -11,7 +11,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dashboard.models import AuditEntry
 from dashboard.testing import (
     Clock,
     add_call,
@@ -23,6 +22,7 @@ from dashboard.testing import (
 )
 from onerpa import directory, entitlement
 from onerpa.models import Grant
+from onerpa.staff import AuditEntry
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 12:30 in Moscow
 PASSWORD = "correct horse"

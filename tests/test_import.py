@@ -15,7 +15,6 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from onerpa import directory, entitlement
-from onerpa.cli import main
 from onerpa.importer import (
     COLUMNS,
     ImportFileError,
@@ -24,6 +23,7 @@ from onerpa.importer import (
     import_file,
 )
 from onerpa.models import Customer, PhoneNumber
+from onerpa_support.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "docs" / "customers.sample.csv"
 TABLES = ("customers", "phone_numbers", "licences", "update_purchases", "subscriptions")

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
-from onerpa.cli import main
 from onerpa.models import Call
 from onerpa.queuelog import (
     Entry,
@@ -24,6 +23,7 @@ from onerpa.queuelog import (
     parse_line,
 )
 from onerpa.recorder import CallKey, Change, Source, apply_changes, ivr_change
+from onerpa_support.cli import main
 from tests import scenarios
 
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text
 
 from ivr.emulator import AgentAnswer, EmulatedCall, answer_in_queue
-from onerpa.cli import main
 from onerpa.demo import load_demo
 from onerpa.models import Call, CallEvent
+from onerpa_support.cli import main
 from tests.flowkit import Line, support_line
 
 MSK = ZoneInfo("Europe/Moscow")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from onerpa.cli import main
+from onerpa_support.cli import main
 from tests.promptkit import prompts_rendered_for
 
 CLI = Path(sys.executable).with_name("onerpa-support")

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import dashboard.models  # noqa: F401  (the dashboard's tables share Base)
+import onerpa.staff  # noqa: F401  (the staff tables share Base)
 from onerpa.models import Base
 
 config = context.config

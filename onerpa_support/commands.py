@@ -12,10 +12,10 @@ from dashboard.cli import COMMANDS as dashboard_commands
 from ivr.cli import fastagi_command, fastagi_health_command
 from ivr.prompts import prompts_command
 from ivr.simulate import simulate_command
-from onerpa.allinone import run_command
 from onerpa.demo import demo_data_command
 from onerpa.importer import import_command
 from onerpa.timing_commands import COMMANDS as timing_commands
+from onerpa_support.allinone import run_command
 
 ALL: list[click.Command] = []
 ALL.append(run_command)

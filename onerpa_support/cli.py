@@ -41,7 +41,7 @@ def migrate() -> None:
 
 
 def _register() -> None:
-    from onerpa import commands
+    from onerpa_support import commands
 
     for command in commands.ALL:
         main.add_command(command)

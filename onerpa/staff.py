@@ -1,4 +1,4 @@
-"""The dashboard's own tables: staff who sign in, after-call wrap-ups, and the audit log.
+"""Staff who sign in to the dashboard, after-call wrap-ups, and the audit log.
 
 They share ``onerpa.models.Base``, so one Alembic history covers the whole schema.
 """
