@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -289,3 +290,53 @@ class CustomerState(Base):
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class SupportRequest(Base):
+    """A caller the line could not serve live: a voice message or a call-back, with its
+    deadline (72 hours for a written request, by the support rules) and its handling.
+
+    ``kind``: ``message`` (a recording, or none when the caller hung up at the beep) or
+    ``callback`` (keeps the caller's place: ``place_at`` is when the call arrived).
+    ``status``: ``new``, ``in_work``, ``answered``, ``declined``. ``mail_state``: ``pending``,
+    ``sent`` or ``failed`` (retried with back-off until ``mail_next_at``).
+    """
+
+    __tablename__ = "requests"
+    __table_args__ = (
+        Index("ix_requests_status_due_at", "status", "due_at"),
+        Index("ix_requests_mail_state_mail_next_at", "mail_state", "mail_next_at"),
+        CheckConstraint("kind IN ('message', 'callback')", name="kind"),
+        CheckConstraint("status IN ('new', 'in_work', 'answered', 'declined')", name="status"),
+        CheckConstraint("mail_state IN ('pending', 'sent', 'failed')", name="mail_state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    caller_e164: Mapped[str | None] = mapped_column(String(20))
+    callerid_raw: Mapped[str] = mapped_column(String(80), default="")
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    # The entitlement at that moment (reason code and the agent's line), as the call had it.
+    decision: Mapped[str | None] = mapped_column(String(32))
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    place_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recording_path: Mapped[str | None] = mapped_column(Text)
+    recording_seconds: Mapped[float | None] = mapped_column(Float)
+    recording_note: Mapped[str] = mapped_column(Text, default="")  # e.g. the disk was full
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # call-backs placed
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    taken_by: Mapped[str | None] = mapped_column(String(64))
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
+    mail_state: Mapped[str] = mapped_column(String(16), default="pending")
+    mail_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    mail_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mail_error: Mapped[str] = mapped_column(Text, default="")
