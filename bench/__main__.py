@@ -12,6 +12,7 @@ BENCHMARKS = {
     "scrape": "/metrics scrape time with 1M stored calls",
     "figures": "call-centre figures for 30 days out of 1M calls",
     "dashboard": "live board, figures page and phone search with 1M stored calls",
+    "whatif": "what-if re-decision of 1M recorded calls: seconds, calls/s, peak RSS",
 }
 
 

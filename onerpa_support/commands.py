@@ -15,6 +15,7 @@ from ivr.simulate import simulate_command
 from onerpa.demo import demo_data_command
 from onerpa.importer import import_command
 from onerpa.timing_commands import COMMANDS as timing_commands
+from onerpa.whatif_command import what_if_command
 from onerpa_support.allinone import run_command
 
 ALL: list[click.Command] = []
@@ -28,3 +29,4 @@ ALL.append(demo_data_command)
 ALL.extend(dashboard_commands)
 ALL.append(api_token_group)
 ALL.extend(timing_commands)
+ALL.append(what_if_command)
