@@ -107,7 +107,10 @@ class FastAGIServer(socketserver.TCPServer):
         try:
             channel = AGIChannel.from_socket(watched, env_timeout=self.env_timeout)  # type: ignore[arg-type]
         except AGIError as err:
-            log.warning("FastAGI connection from %s closed: %s", peer, err)
+            if trusted or is_allowed(peer, self.allowed):
+                log.warning("FastAGI connection from %s closed: %s", peer, err)
+            else:  # let in only to ask for the health check, and it did not even do that
+                _refused(peer)
         else:
             try:
                 self._serve(channel, watched, trusted)
