@@ -16,6 +16,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import (
+    agents,
     api,
     audit,
     auth,
@@ -26,6 +27,7 @@ from dashboard import (
     figures,
     health,
     labels,
+    requests,
     security,
 )
 from dashboard import config as app_config
@@ -43,11 +45,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BLUEPRINTS = (
+    agents.bp,
     auth.bp,
     board.bp,
     calls.bp,
     customers.bp,
     figures.bp,
+    requests.bp,
     audit.bp,
     health.bp,
     api.bp,

@@ -7,6 +7,7 @@ server's "now", so the browser's own clock never matters.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,12 +16,15 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import Row
+from sqlalchemy import Row, select
 
 from dashboard import labels, queries
 from dashboard.db import get_db, now, settings_of
-from onerpa import timing
+from onerpa import callback, timing
 from onerpa.callstatus import CallStatus
+from onerpa.models import Customer, SupportRequest
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("board", __name__)
 
@@ -33,6 +37,7 @@ PHASES = {
 }
 # A wait turns amber past the answer target and red past this many times it.
 WAIT_RED_FACTOR = 2
+CALLBACKS_SHOWN = 50  # call-back requests shown among the waiting callers
 
 
 @bp.route("/")
@@ -56,6 +61,7 @@ def data() -> Any:
     view = _View(moment)
     body = view.envelope()
     body["calls"] = [view.call(row, recent(row)) for row in calls]
+    body["callbacks"] = waiting_callbacks(session, moment)
     return jsonify(body)
 
 
@@ -73,6 +79,45 @@ def my_call_data() -> Any:
         body["call"] = view.call(current, recent_calls(session, [current])(current))
     body["last"] = view.last(session, last) if last is not None else None
     return jsonify(body)
+
+
+def waiting_callbacks(session: Any, moment: datetime) -> list[dict[str, Any]]:
+    """Return the callers waiting for a call-back, each with its place (when their call
+    arrived), for the board to show among the callers waiting in the queue.
+
+    A call-back being placed right now is not waiting; one whose customer did not answer is
+    back in its place.
+    """
+    spool = callback.Spool.from_settings(settings_of())
+    try:
+        callback.collect(current_app.config["ENGINE"], spool)  # calls that came back
+    except OSError as err:
+        log.warning("call-back results not read: %s", err)
+    requests = SupportRequest.__table__
+    rows = session.execute(
+        select(requests, Customer.organisation)
+        .outerjoin(Customer, Customer.id == requests.c.customer_id)
+        .where(requests.c.kind == "callback", requests.c.status.in_(callback.OPEN))
+        .order_by(requests.c.place_at, requests.c.id)
+        .limit(CALLBACKS_SHOWN)
+    ).mappings()
+    found = []
+    for row in rows:
+        if callback.in_progress(spool, row["id"]):
+            continue
+        place = row["place_at"] or row["received_at"]
+        found.append(
+            {
+                "id": row["id"],
+                "url": url_for("requests.index") + f"#request-{row['id']}",
+                "place_ms": _ms(place),
+                "caller": labels.caller_number(row["caller_e164"], row["callerid_raw"]),
+                "organisation": row["organisation"] or "",
+                "attempts": row["attempts"],
+                "due_state": callback.due(row["received_at"], row["due_at"], moment).state,
+            }
+        )
+    return found
 
 
 def recent_calls(session: Any, calls: Sequence[Row[Any]]) -> Callable[[Row[Any]], list[Row[Any]]]:

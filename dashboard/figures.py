@@ -18,10 +18,14 @@ from sqlalchemy.orm import Session
 from dashboard import charts, labels, queries
 from dashboard.auth import supervisor_required
 from dashboard.db import get_db, now, sessions, settings_of
+from onerpa import agents, whatif, whatif_command
 from onerpa import figures as calc
+from onerpa.hours import SupportCalendar
+from onerpa.settings import SettingsError
 
 bp = Blueprint("figures", __name__, url_prefix="/figures")
 
+REQUEST_KINDS = {"message": "Голосовые сообщения", "callback": "Перезвоны"}
 PERIODS = {"today": ("Сегодня", 1), "7d": ("7 дней", 7), "30d": ("30 дней", 30)}
 # One card per outcome (``onerpa.figures.OUTCOME_OF`` says which status is which).
 OUTCOME_LABELS = {
@@ -34,6 +38,8 @@ OUTCOME_LABELS = {
     calc.Outcome.IN_PROGRESS: "ещё идут",
 }
 MAX_DAYS = 400
+WHATIF_LIMIT = 50  # changed calls listed on the what-if page (all are counted)
+DEFAULT_FREE_MONTHS = whatif.FREE_MONTHS_AFTER_PURCHASE
 POOL = "onerpa_figures_pool"
 
 
@@ -64,19 +70,19 @@ class Period:
 def index() -> Any:
     """Show the line's figures and charts for the chosen period."""
     view = _request_view()
-    targets, period = view["targets"], view["period"]
-    agent, decision = view["agent"], view["decision"]
-    found = gather(
-        {
-            "totals": lambda s: calc.compute(
-                s, period.start, period.end, targets=targets, agent=agent, decision=decision
-            ),
-            "hours": lambda s: calc.hourly(s, period.start, period.end, period.zone),
-            "bands": lambda s: calc.consultation_histogram(s, period.start, period.end),
-        }
-    )
+    found = _figures(view)
+    if not request.args and not found["totals"].offered:
+        # Nobody has called yet today: the week says more than a page of zeros.
+        view["period"], _ = choose_period({"period": "7d"}, now(), view["period"].zone)
+        view["notice"] = "Сегодня звонков ещё не было — показаны последние 7 дней."
+        found = _figures(view)
+    targets, period, agent = view["targets"], view["period"], view["agent"]
     return render_template(
         "figures/index.html",
+        line_time=found["line_time"],
+        requests=found["requests"],
+        request_kinds=REQUEST_KINDS,
+        pause_reasons=agents.PAUSE_REASONS,
         **view,
         outcome_labels=OUTCOME_LABELS,
         agent_name=agent_names(queries.staff(get_db()), {}).get(agent, agent) if agent else None,
@@ -86,6 +92,30 @@ def index() -> Any:
         agents=agent_choices(agent),
         show_filters=True,
     )
+
+
+def _figures(view: dict[str, Any]) -> dict[str, Any]:
+    """Read the view's period: totals, calls per hour, consultation lengths, line time."""
+    targets, period = view["targets"], view["period"]
+    agent, decision = view["agent"], view["decision"]
+    moment = now()  # read here: the tasks run on other threads
+    return gather(
+        {
+            "totals": lambda s: calc.compute(
+                s, period.start, period.end, targets=targets, agent=agent, decision=decision
+            ),
+            "hours": lambda s: calc.hourly(s, period.start, period.end, period.zone),
+            "bands": lambda s: calc.consultation_histogram(s, period.start, period.end),
+            "line_time": _line_time(period),
+            "requests": lambda s: calc.requests(s, period.start, period.end, moment),
+        }
+    )
+
+
+def _line_time(period: Period) -> Callable[[Session], Any]:
+    """Return the task that reads each agent's time on the line (onerpa.agents)."""
+    moment = now()
+    return lambda s: agents.line_figures(s, period.start, period.end, moment)
 
 
 @bp.route("/breakdown")
@@ -110,6 +140,45 @@ def breakdown() -> Any:
         per_agent=sorted(per_agent, key=lambda row: (row[1].casefold(), row[0])),
         per_decision=sorted(found["decisions"].items(), key=lambda item: -item[1].offered),
     )
+
+
+@bp.route("/what-if")
+@supervisor_required
+def what_if() -> Any:
+    """Re-decide the period's recorded calls under other hours or free term; show changes."""
+    calendar = settings_of().calendar
+    asked = "from" in request.args
+    picked = {"period": "custom", **request.args} if asked else {"period": "30d"}
+    period, error = choose_period(picked, now(), calendar.zone)
+    hours_text = request.args.get("hours", "").strip()
+    free_months = request.args.get("free_months", "").strip() or str(DEFAULT_FREE_MONTHS)
+    rules, rules_error = whatif_rules(calendar, hours_text, free_months)
+    result = None
+    if asked and error is None and rules is not None:
+        span = whatif_command.Period(period.first, period.last)
+        result = whatif_command.run(current_app.config["ENGINE"], rules, span, WHATIF_LIMIT)
+    return render_template(
+        "figures/whatif.html",
+        period=period,
+        error=error or rules_error,
+        hours_text=hours_text,
+        free_months=free_months,
+        result=result,
+        outcomes=whatif.OUTCOMES,
+    )
+
+
+def whatif_rules(
+    calendar: SupportCalendar, hours_text: str, free_months: str
+) -> tuple[whatif.Rules | None, str | None]:
+    """Return the what-if rules the form asks for, or None and what is wrong, in Russian."""
+    if not free_months.isdigit() or not 1 <= int(free_months) <= 120:
+        return None, "Бесплатный срок после покупки — целое число месяцев от 1 до 120."
+    try:
+        changed = whatif.changed_calendar(calendar, hours_text=hours_text or None)
+    except SettingsError as err:
+        return None, f"Часы работы: {str(err).removeprefix(err.name + ': ')}"
+    return whatif.Rules(changed, int(free_months)), None
 
 
 def _request_view() -> dict[str, Any]:

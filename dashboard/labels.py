@@ -72,6 +72,9 @@ IVR_STEPS = {
     "topic": "выбор в меню",
     "not_entitled": "не положено",
     "routed": "направлен",
+    # Call-backs (onerpa/callback.py): the caller pressed 1 in the queue; a call-back call.
+    "callback_requested": "попросил перезвонить",
+    "callback": "перезвон",
 }
 
 # The events appended to ``call_events`` (onerpa/recorder.py, ``transitions``).
@@ -155,12 +158,20 @@ AUDIT_ACTIONS = {
     "customer.deactivate": "Клиент отключён",
     "api_token.create": "Выпущен токен API",
     "api_token.revoke": "Отозван токен API",
+    # Agents on the line (dashboard/agents.py): a supervisor takes an agent off the line.
+    "agent.off_line": "Агент снят с линии руководителем",
+    # The requests page (dashboard/requests.py).
+    "request.take": "Обращение взято в работу",
+    "request.answer": "Обращение закрыто: ответ дан",
+    "request.decline": "Обращение отклонено",
+    "request.callback": "Перезвон клиенту",
 }
 AUDIT_TARGETS = {
     "user": "пользователь",
     "customer": "клиент",
     "call": "звонок",
     "api_token": "токен API",
+    "request": "обращение",
 }
 # Authors that are not people: the command line and the demo start-up.
 AUDIT_AUTHORS = {"cli": "командная строка", "demo": "демо-запуск"}
@@ -191,6 +202,40 @@ RECORD_FIELDS = {
 # What Asterisk and carriers send in place of a caller ID name or number that is not given
 # (``agi_calleridname: unknown``); never a name worth showing.
 CALLERID_PLACEHOLDERS = frozenset({"unknown", "anonymous", "private", "restricted", "unavailable"})
+
+
+# Requests: voice messages and call-backs (onerpa.models.SupportRequest, dashboard/requests.py).
+REQUEST_KINDS = {"message": "Голосовое сообщение", "callback": "Просит перезвонить"}
+REQUEST_STATUSES = {
+    "new": "Новое",
+    "in_work": "В работе",
+    "answered": "Ответ дан",
+    "declined": "Отклонено",
+}
+DUE_STATES = {"ok": "в срок", "amber": "срок подходит", "red": "просрочено"}
+
+
+def request_kind_label(code: str | None) -> str:
+    return REQUEST_KINDS.get(code or "", code or "—")
+
+
+def request_status_label(code: str | None) -> str:
+    return REQUEST_STATUSES.get(code or "", code or "—")
+
+
+def time_left(seconds: float) -> str:
+    """Return a deadline's distance in words: ``осталось 1 д 2 ч``, ``просрочено на 5 мин``."""
+    whole = abs(int(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days} д"] if days else []
+    if hours:
+        parts.append(f"{hours} ч")
+    if not days and (minutes or not hours):
+        parts.append(f"{minutes} мин")
+    said = " ".join(parts)
+    return f"осталось {said}" if seconds >= 0 else f"просрочено на {said}"
 
 
 def decision_label(code: str | None) -> str:
@@ -497,8 +542,33 @@ def init_app(app: Flask) -> None:
         audit_details=audit_details,
         duration=duration,
         span=span,
+        request_kind=request_kind_label,
+        request_status=request_status_label,
+        time_left=time_left,
         percent=percent,
         timing=timing.timing,
         over_class=over_class,
         evidence=evidence_lines,
     )
+
+
+# Agents on the line (dashboard/agents.py, the board's queue panel): state codes of
+# onerpa.agents.STATES, and why the line cannot be read.
+AGENT_STATES = {
+    "free": "свободен",
+    "ringing": "звонит телефон",
+    "talking": "разговор",
+    "busy": "занят другим звонком",
+    "paused": "перерыв",
+    "unavailable": "телефон недоступен",
+    "off": "не на линии",
+}
+LINE_ERRORS = {
+    "not_configured": "AMI не настроен: очередь и агенты не видны (ONERPA_AMI_SECRET).",
+    "unreachable": "Нет связи с Asterisk (AMI). Звонки идут как обычно.",
+    "refused": "Asterisk не принял пользователя AMI (ONERPA_AMI_USERNAME, ONERPA_AMI_SECRET).",
+}
+
+
+def agent_state_label(code: str) -> str:
+    return AGENT_STATES.get(code, code)

@@ -93,6 +93,31 @@ class AGITimeout(AGIProtocolError):
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """How RECORD FILE ended, as Asterisk reported it.
+
+    ``ended_by``: ``dtmf`` (an escape digit, in ``digit``), ``timeout`` (the maximum length
+    or the silence, Asterisk says the same for both), ``hangup`` (the caller hung up; the
+    file is kept), ``writefile`` (the file could not be created: nothing recorded) or
+    ``error`` (``randomerror``/``waitfor``: the recording broke off). ``endpos`` is the
+    number of samples in the file (0 for ``writefile``).
+    """
+
+    ended_by: str
+    endpos: int = 0
+    digit: str = ""
+
+    @property
+    def written(self) -> bool:
+        """Return True when Asterisk created the file (it may still hold no sound)."""
+        return self.ended_by != "writefile"
+
+
+_RECORD_ENDINGS = frozenset({"dtmf", "timeout", "hangup", "writefile"})
+RECORD_SLACK_SECONDS = 30.0  # beyond the maximum length: the beep, a slow disk
+
+
+@dataclass(frozen=True)
 class AGIReply:
     """One ``200`` reply: the ``result=`` value, the text in parentheses, ``endpos=``."""
 
@@ -452,6 +477,32 @@ class AGIChannel(pyst2.AGI):
             self._raise_hangup("WAIT FOR DIGIT ended by a hang-up")
         return _digit(reply.result)
 
+    def record_file(
+        self,
+        path: str,
+        fmt: str = "wav",
+        escape_digits: str = "#",
+        max_ms: int = 120_000,
+        *,
+        beep: bool = True,
+        silence_s: int | None = None,
+    ) -> Recorded:
+        """Record the caller into ``path`` + ``.fmt`` (RECORD FILE); return how it ended.
+
+        ``path`` is taken as it is: Asterisk puts a relative one under its own
+        ``<astdatadir>/sounds`` and creates no directories. A hang-up ends the recording
+        without raising (what was said is kept); ``hung_up`` is then set.
+        """
+        line = (
+            f"RECORD FILE {_bare(path)} {_bare(fmt)} {quote(escape_digits)} {int(max_ms)} 0"
+            + (" BEEP" if beep else "")
+            + (f" s={int(silence_s)}" if silence_s else "")
+        )
+        self.send_command(line)
+        # The recording is Asterisk's time: the reply comes after it, however long it is.
+        reply = self._read_reply(max_ms / 1000 + RECORD_SLACK_SECONDS)
+        return _recorded(reply, self)
+
     def set_variable(self, name: str, value: str) -> None:
         """Set a channel variable for the dialplan."""
         self._command(f"SET VARIABLE {_bare(name)} {quote(value)}")
@@ -526,9 +577,15 @@ class AGIChannel(pyst2.AGI):
         self.send_command(line)
         return self._read_reply()
 
-    def _read_reply(self) -> AGIReply:
-        """Read the reply to the command just sent, skipping HANGUP lines that come first."""
-        timeout = self._command_timeout
+    def _read_reply(self, timeout: float | None = None) -> AGIReply:
+        """Read the reply to the command just sent, skipping HANGUP lines that come first.
+
+        ``timeout`` replaces the channel's command timeout for this one reply.
+        """
+        if timeout is None or self._command_timeout is None:
+            timeout = self._command_timeout
+        else:
+            timeout = max(timeout, self._command_timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             line = self._read_text(deadline)
@@ -612,6 +669,19 @@ class AGIChannel(pyst2.AGI):
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         # Only a flag: logging from a signal handler can deadlock on the logging lock.
         self.hung_up = True
+
+
+def _recorded(reply: AGIReply, channel: AGIChannel) -> Recorded:
+    """Turn a RECORD FILE reply into how the recording ended."""
+    word = reply.data or ""
+    if word not in _RECORD_ENDINGS:
+        if reply.result == "-1" and not word:
+            raise AGIProtocolError("RECORD FILE failed without saying why")
+        return Recorded("error" if word else "timeout", reply.endpos or 0)
+    if word == "hangup":
+        channel.hung_up = True
+    digit = _digit(reply.result) if word == "dtmf" else ""
+    return Recorded(word, reply.endpos or 0, digit)
 
 
 def _args(env: dict[str, str]) -> list[str]:

@@ -16,6 +16,7 @@ from ivr.services import Services, system_clock
 from onerpa import db, hours
 from onerpa.metrics import ProcessMetrics
 from onerpa.recorder import CallRecorder
+from onerpa.requests import RequestWriter
 from onerpa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,14 @@ def build_services(
         on_record=metrics.on_record,
     )
     metrics.watch_recorder(recorder)
+    requests = RequestWriter(recorder.engine, wait_for_calls=recorder.flush)
     return Services(
         settings=settings,
         directory=Directory(db.for_single_reads(engine), workers=workers),
         recorder=recorder,
         clock=clock,
         metrics=metrics,
+        requests=requests,
     )
 
 
@@ -99,4 +102,6 @@ def warm_up(services: Services, *, directory: bool = True) -> None:
 def close_services(services: Services, timeout: float = 5.0) -> None:
     """Write what is pending and release the pools."""
     services.recorder.close(timeout)
+    if services.requests is not None:
+        services.requests.close(timeout)
     services.directory.close()

@@ -20,7 +20,7 @@ from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.routes import ROUTES
 from ivr.services import Services, system_clock
 from ivr.watchdog import STALL_SECONDS
-from onerpa import db, startup, sweep
+from onerpa import db, mail, startup, sweep
 from onerpa.metrics import ProcessMetrics
 from onerpa.settings import Settings
 
@@ -222,7 +222,8 @@ def _is_loopback_host(host: str) -> bool:
 
 
 def start_sweeps(engine: Engine, services: Services, stop: threading.Event) -> None:
-    """Close the calls this server left in the IVR, then sweep stale calls periodically."""
+    """Close the calls this server left in the IVR, then sweep stale calls periodically;
+    mail the requests and import the dialplan's own recordings (onerpa.mail) likewise."""
     sweep.sweep_at_start(engine, services.server, services.clock())
     settings = services.settings
     sweep.run_periodically(
@@ -233,6 +234,7 @@ def start_sweeps(engine: Engine, services: Services, stop: threading.Event) -> N
         stop=stop,
         on_error=services.metrics.database_error("sweep"),
     )
+    mail.MailLoop(engine, settings, clock=services.clock, stop=stop).start()
 
 
 def wait_for_signal() -> None:

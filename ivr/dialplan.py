@@ -30,16 +30,39 @@ SET_VARIABLES = (
     VAR_SALES,
 )
 
+# Call-backs (docs/callbacks.md). The call file the dashboard writes (onerpa/callback.py)
+# sets these on the agent's channel; [onerpa-callback] reads them.
+VAR_REQUEST_ID = "ONERPA_REQUEST_ID"  # the request called back (requests.id)
+VAR_CALLBACK_NUMBER = "ONERPA_CALLBACK_NUMBER"  # the customer's number, digits only
+VAR_CALLBACK_AGENT = "ONERPA_CALLBACK_AGENT"  # the agent's dashboard user name
+
+CALL_FILE_VARIABLES = (VAR_REQUEST_ID, VAR_CALLBACK_NUMBER, VAR_CALLBACK_AGENT)
+
+# Set by the callback-request AGI in the queue's exit context: "accepted" or "refused".
+VAR_CALLBACK = "ONERPA_CALLBACK"
+CALLBACK_ACCEPTED = "accepted"
+CALLBACK_REFUSED = "refused"
+
+CALLBACK_VARIABLES = (VAR_CALLBACK,)
+
+# The key a waiting caller presses for a call-back (an extension of CONTEXT_QUEUE_EXIT).
+CALLBACK_KEY = "1"
+
 # Contexts and the extension the dialplan uses.
 CONTEXT_INBOUND = "onerpa-inbound"
 CONTEXT_ROUTE = "onerpa-route"
 CONTEXT_AGENT_CONNECT = "onerpa-agent-connect"
 CONTEXT_HANGUP = "onerpa-hangup"
+CONTEXT_QUEUE_EXIT = "onerpa-queue-exit"  # queues.conf context=: the caller pressed a key
+CONTEXT_CALLBACK = "onerpa-callback"  # the call file's Context: the agent's leg
+CONTEXT_CALLBACK_ANSWERED = "onerpa-callback-answered"  # Dial U() on the customer's answer
 
 # FastAGI script names (the path part of agi://host/NAME).
 SCRIPT_CALL = "call"
 SCRIPT_AGENT_CONNECT = "agent-connect"
 SCRIPT_HANGUP = "hangup"
+SCRIPT_CALLBACK_REQUEST = "callback-request"  # a waiting caller asks for a call-back
+SCRIPT_CALLBACK = "callback"  # the customer answered a call-back
 
 
 class Route(StrEnum):

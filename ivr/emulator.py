@@ -167,6 +167,32 @@ class Key:
 
 HANG_UP = Key(hangs_up=True)  # the caller hangs up at this input command
 
+RECORD_RATE = 8000  # samples per second of the recorded formats (wav, gsm)
+BEEP_SECONDS = 0.44  # the beep RECORD FILE plays before recording (beep.gsm, recorded)
+DTMF_CUT_SAMPLES = 1600  # RECORD FILE drops the last 200 ms before an escape digit
+SILENCE_KEPT_SAMPLES = 7520  # of the trailing silence, 0.94 s stays in the file (recorded)
+# The formats emulated: bytes per 160-sample frame (gsm) or per sample (wav, 16-bit).
+_GSM_FRAME = (160, 33)
+
+
+@dataclass(frozen=True)
+class Speech(Key):
+    """The caller's answer to RECORD FILE: ``seconds`` of speech after the beep, then
+
+    ``digits`` pressed (the first escape digit ends the recording; others are ignored, as
+    Asterisk does), or a hang-up (``hangs_up``), or falling silent: a phone keeps sending
+    silent frames (``silent``, the default), which the silence detection ends; with
+    ``silent=False`` no frames come at all (a Local channel in Wait()), and only the
+    maximum length ends it. Speech longer than the maximum is cut there.
+    """
+
+    seconds: float = 0.0
+    silent: bool = True
+
+    @property
+    def samples(self) -> int:
+        return round(self.seconds * RECORD_RATE)
+
 
 @dataclass(frozen=True)
 class Hangup:
@@ -193,6 +219,18 @@ class Hangup:
         return cls(idle_s=seconds)
 
 
+@dataclass(frozen=True)
+class Recording:
+    """A file RECORD FILE wrote, and how many samples it holds."""
+
+    path: Path
+    samples: int
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / RECORD_RATE
+
+
 @dataclass
 class CallResult:
     """What happened on the call, as Asterisk and the dialplan saw it."""
@@ -209,6 +247,7 @@ class CallResult:
     hung_up: bool = False
     framing_errors: list[str] = field(default_factory=list)
     wire: list[tuple[str, bytes]] = field(default_factory=list)  # ("RX"|"TX"|"SIGNAL", bytes)
+    recordings: list[Recording] = field(default_factory=list)  # files RECORD FILE wrote
     sighups: int = 0  # classic: SIGHUPs sent
     returncode: int | None = None  # classic: the script's exit status
 
@@ -248,6 +287,9 @@ class EmulatedCall:
     agisighup: bool = True  # Set(AGISIGHUP=no) -> False
     agiexitonhangup: bool = False  # Set(AGIEXITONHANGUP=yes) -> True
     sounds_dir: Path | str = DEFAULT_SOUNDS_DIR
+    # Asterisk's astdatadir: RECORD FILE puts a relative file name under its sounds/.
+    data_dir: Path | str = DEFAULT_SOUNDS_DIR.parents[1]
+    disk_full: bool = False  # no new file can be opened: RECORD FILE answers (writefile)
     speed: float = 0.0  # 0: prompts and timeouts take no time; 1: real time
     strict: bool = True  # framing errors raise FramingError
     timeout: float = 30.0  # the longest the script may stay silent
@@ -1249,9 +1291,38 @@ class _Session:
         return _Reply("200 result=-1") if len(argv) == 3 else None
 
     def _cmd_record_file(self, argv: list[str]) -> _Reply | None:
-        if len(argv) < 6 or _scan_int(argv[5]) is None:
+        """RECORD FILE as recorded (tests/data/asterisk/record): the beep, then the caller's
+        ``Speech``; the file written as Asterisk writes it, or ``(writefile)``."""
+        max_ms = _scan_int(argv[5]) if len(argv) >= 6 else None
+        if max_ms is None:
             return None
-        return _Reply("200 result=0 (timeout) endpos=0")
+        options = argv[7:]
+        beep = bool(options) and "=" not in options[0]
+        silence = next((_scan_int(o[2:]) for o in options if o.startswith("s=")), None) or 0
+        if beep:
+            self.result.prompts.append("beep")
+            self._pause(BEEP_SECONDS)
+        path = self._recording_path(argv[2], argv[3])
+        if path is None:
+            return _Reply("200 result=-1 (writefile)", failure=True)
+        key = self._take_key()
+        ended, result, endpos = _record_outcome(key, argv[4], max_ms, silence * 1000)
+        _write_recording(path, argv[3], endpos)
+        self.result.recordings.append(Recording(path, endpos))
+        at_most = ended == "timeout" and result == 0 and max_ms > 0
+        self._pause(max_ms / 1000 if at_most else endpos / RECORD_RATE)
+        if ended == "hangup":
+            return _Reply(f"200 result=-1 (hangup) endpos={endpos}", hangup=True)
+        return _Reply(f"200 result={result} ({ended}) endpos={endpos}")
+
+    def _recording_path(self, name: str, fmt: str) -> Path | None:
+        """Where RECORD FILE writes; None when Asterisk could not open the file."""
+        path = Path(f"{name}.{fmt}")
+        if not path.is_absolute():
+            path = Path(self.call.data_dir) / "sounds" / path
+        if self.call.disk_full or fmt not in ("wav", "gsm") or not path.parent.is_dir():
+            return None  # file.c: "Unable to open file ...: No such file or directory"
+        return path
 
     def _cmd_say_number(self, argv: list[str]) -> _Reply | None:
         valid = 4 <= len(argv) <= 5 and _scan_int(argv[2]) is not None
@@ -1290,6 +1361,51 @@ class _Session:
         if len(argv) > 2:
             self.caller_name, self.caller = _parse_callerid(argv[2])
         return _Reply("200 result=1")
+
+
+def _record_outcome(
+    key: Key | None, escape: str, max_ms: int, silence_ms: int
+) -> tuple[str, int, int]:
+    """How RECORD FILE ends for the caller's answer: (word, result, endpos)."""
+    most = max_ms * RECORD_RATE // 1000 if max_ms > 0 else None
+    if isinstance(key, Speech):
+        speech = key
+    elif key is not None:
+        speech = Speech(key.digits, hangs_up=key.hangs_up)
+    else:
+        speech = Speech(silent=False)  # nobody there: no frames at all
+    spoken = speech.samples if most is None else min(speech.samples, most)
+    if most is not None and speech.samples >= most:
+        return "timeout", 0, most
+    if speech.hangs_up:
+        return "hangup", -1, spoken
+    digit = next((d for d in speech.digits if d in escape), "")
+    if digit:
+        return "dtmf", ord(digit), max(0, spoken - DTMF_CUT_SAMPLES)
+    if speech.silent and silence_ms > 0:
+        kept = spoken + SILENCE_KEPT_SAMPLES
+        if most is None or kept < most:
+            # The reply's result is what was left of the maximum (25601 of 30000, recorded
+            # after 1.42 s of speech and s=3): not a number anyone should rely on.
+            elapsed = speech.samples * 1000 // RECORD_RATE + silence_ms - 21
+            return "timeout", max(max_ms - elapsed, 0), kept
+    if speech.silent:
+        return "timeout", 0, most if most is not None else spoken
+    return "timeout", 0, spoken
+
+
+def _write_recording(path: Path, fmt: str, samples: int) -> None:
+    """Write ``samples`` of silence as Asterisk's format module would: a 44-byte WAV header
+    (format_wav) or bare 33-byte GSM frames (format_gsm)."""
+    if fmt == "gsm":
+        frame_samples, frame_bytes = _GSM_FRAME
+        path.write_bytes(b"\0" * (samples // frame_samples * frame_bytes))
+        return
+    with wave.open(str(path), "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(RECORD_RATE)
+        sound.writeframes(b"\0\0" * samples)
 
 
 def _callerid_all(name: str, number: str) -> str:

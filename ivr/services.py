@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from ivr.lookup import Directory
 from onerpa.metrics import ProcessMetrics
 from onerpa.recorder import CallRecorder
+from onerpa.requests import RequestWriter
 from onerpa.settings import Settings
 
 
@@ -27,3 +28,4 @@ class Services:
     clock: Callable[[], datetime] = system_clock
     server: str = field(default_factory=socket.gethostname)
     metrics: ProcessMetrics = field(default_factory=ProcessMetrics)  # unexported by default
+    requests: RequestWriter | None = None  # voice messages; None: none are taken

@@ -18,22 +18,30 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 import click
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, select
 
 from ivr import dialplan
 from ivr.app import build_services, close_services
-from ivr.emulator import AgentAnswer, CallResult, EmulatedCall, QueueResult, answer_in_queue
+from ivr.emulator import (
+    AgentAnswer,
+    CallResult,
+    EmulatedCall,
+    QueueResult,
+    Speech,
+    answer_in_queue,
+)
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.prompts import spoken_table
-from onerpa import db
+from onerpa import agents, db
+from onerpa.staff import User
 from onerpa.startup import load_settings, open_database
 
-QUEUES_CONF = Path(__file__).resolve().parents[1] / "asterisk" / "queues.conf"
 DEFAULT_WAIT = 5.0
 DEFAULT_TALK = 120.0
 _LABELS = {
@@ -76,6 +84,20 @@ Played = tuple[CallResult, QueueResult | None]
     default=None,
     help="Who hangs up after the talk (default caller).",
 )
+@click.option(
+    "--message",
+    "message_seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Leave a voice message of this many seconds at the beep (after --digits 1).",
+)
+@click.option(
+    "--message-end",
+    type=click.Choice(["key", "silence", "hangup"]),
+    default="key",
+    show_default=True,
+    help="How the message ends: # pressed, the caller falls silent, or hangs up.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate_command(
     caller: str,
@@ -88,6 +110,8 @@ def simulate_command(
     wait: float | None,
     talk: float | None,
     hung_up_by: Literal["caller", "agent"] | None,
+    message_seconds: float | None,
+    message_end: str,
     as_json: bool,
 ) -> None:
     """Place an emulated call through the real call flow and show what happens."""
@@ -95,7 +119,10 @@ def simulate_command(
     if server and moment:
         raise click.UsageError("--at не может перевести часы работающего сервера: уберите --server")
     answer = _agent_answer(agent, agent_name, wait, talk, hung_up_by)
-    call = EmulatedCall(caller=caller, name=name, keys=list(digits))
+    keys: list[str | Speech] = list(digits)
+    if message_seconds is not None:
+        keys.append(message(message_seconds, message_end))
+    call = EmulatedCall(caller=caller, name=name, keys=keys)
     if server:
         result, queue = _play(call, _parse_address(server), answer, time.sleep)
     else:
@@ -105,6 +132,13 @@ def simulate_command(
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         click.echo(render(report))
+
+
+def message(seconds: float, end: str) -> Speech:
+    """Return the caller's voice message: ``seconds`` of speech, then ``end``."""
+    if end == "hangup":
+        return Speech(seconds=seconds, hangs_up=True)
+    return Speech("" if end == "silence" else "#", seconds=seconds)
 
 
 def _agent_answer(
@@ -128,18 +162,23 @@ def _agent_answer(
     )
 
 
-def member_name(interface: str, path: Path = QUEUES_CONF) -> str:
-    """Return the name ``queues.conf`` gives the member ``interface``; empty if none."""
+def member_name(interface: str) -> str:
+    """Return the name the queue gives ``interface``: that of the staff user who has it, as
+    the dashboard adds them to the queue (onerpa.agents); the interface itself otherwise."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return ""
-    for line in lines:
-        key, _, value = line.split(";", 1)[0].partition("=>")
-        fields = [part.strip() for part in value.split(",")]
-        if key.strip() == "member" and len(fields) > 2 and fields[0] == interface:
-            return fields[2]
-    return ""
+        engine = open_database(load_settings())
+    except click.ClickException:
+        return interface
+    try:
+        with engine.connect() as conn:
+            user = conn.execute(
+                select(User.username, User.display_name, User.member_name).where(
+                    User.member_interface == interface, User.active.is_(True)
+                )
+            ).first()
+    finally:
+        engine.dispose()
+    return agents.member_name(user) if user else interface
 
 
 def _play(
@@ -176,7 +215,9 @@ def _run_private(call: EmulatedCall, moment: datetime | None, answer: AgentAnswe
     settings = load_settings()
     engine = open_database(settings)
     clock = _ScriptedClock(moment or datetime.now(UTC))
-    with _scratch_records() as records:
+    with _scratch_records() as records, tempfile.TemporaryDirectory(prefix="onerpa-msg-") as rec:
+        # A message left here goes to the scratch folder, its request to the scratch records.
+        settings = replace(settings, recordings_dir=rec)
         services = build_services(settings, engine, clock=clock, lookup_workers=2, records=records)
         server = FastAGIServer(("127.0.0.1", 0), services)
         start_in_thread(server)
@@ -184,6 +225,8 @@ def _run_private(call: EmulatedCall, moment: datetime | None, answer: AgentAnswe
             # No real waiting: the wait and the talk move the private server's clock.
             played = _play(call, ("127.0.0.1", server.port), answer, clock.advance)
             services.recorder.flush()
+            if services.requests is not None:
+                services.requests.flush()
             return played
         finally:
             server.shutdown()
@@ -229,6 +272,9 @@ def describe(
         "call_id": variables.get(dialplan.VAR_CALL_ID, ""),
         "agi_status": result.status,
         "missing_prompts": result.missing_prompts,
+        "recordings": [
+            {"path": str(made.path), "seconds": made.seconds} for made in result.recordings
+        ],
         "agent": _agent_report(answer, queue),
         "private": private,
     }
@@ -267,6 +313,8 @@ def render(report: dict[str, object]) -> str:
         lines.append(f"{label}: {value}")
     if report["missing_prompts"]:
         lines.append(f"Нет файлов подсказок: {', '.join(report['missing_prompts'])}")  # type: ignore[arg-type]
+    for item in report["recordings"]:  # type: ignore[attr-defined]
+        lines.append(f"Записано сообщение: {_seconds(item['seconds'])}, файл {item['path']}")
     if report["agent"]:
         lines += _render_agent(report["agent"], report["route"])  # type: ignore[arg-type]
     if report["private"]:

@@ -37,6 +37,14 @@ RENEW_BOTH = "onerpa-renew-both"
 BUY_LICENCE = "onerpa-buy-licence"
 SALES_OFFER = "onerpa-sales-offer"
 GOODBYE = "onerpa-goodbye"
+MESSAGE_OFFER = "onerpa-message-offer"
+MESSAGE_RECORD = "onerpa-message-record"
+MESSAGE_SAVED = "onerpa-message-saved"
+MESSAGE_EMPTY = "onerpa-message-empty"
+MESSAGE_FAILED = "onerpa-message-failed"
+MESSAGE_CALLBACK = "onerpa-message-callback"
+MESSAGE_CONTACTS = "onerpa-message-contacts"
+MESSAGE_WRITE = "onerpa-message-write"
 
 _WEEK = 7
 
@@ -102,3 +110,12 @@ def not_entitled(lapsed: Lapsed) -> list[str]:
 def renewal(lapsed: Lapsed) -> str:
     """Return the prompt that says what renews free support."""
     return _LAPSED[lapsed][1]
+
+
+def message_confirmation(recorded: bool, failed: bool, number_known: bool) -> list[str]:
+    """Return what a caller hears after leaving a message: whether it was recorded, and how
+    the answer will come (a call back needs their number)."""
+    head = MESSAGE_FAILED if failed else MESSAGE_SAVED if recorded else MESSAGE_EMPTY
+    if number_known:
+        return [head, MESSAGE_CALLBACK]
+    return [head, MESSAGE_CONTACTS if recorded else MESSAGE_WRITE]

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from onerpa.callstatus import CallStatus
-from onerpa.models import Call
+from onerpa.models import Call, SupportRequest
 from onerpa.timing import Targets
 
 __all__ = [
@@ -56,6 +56,9 @@ __all__ = [
     "hourly",
     "per_agent",
     "per_decision",
+    "REQUEST_KINDS",
+    "RequestFigures",
+    "requests",
 ]
 
 UNDECIDED = "undecided"  # the decision key of calls that ended before a decision
@@ -440,3 +443,62 @@ def _hours(start: datetime, end: datetime, tz: tzinfo) -> list[datetime]:
         hours.append(hour)
         hour = _local_hour(hour + timedelta(minutes=75), tz)
     return hours
+
+
+@dataclass(frozen=True)
+class RequestFigures:
+    """The written-request promise over a period: what came in and how fast it was answered.
+
+    ``received``/``answered`` per kind (``message``, ``callback``) received in the period;
+    a message is answered in time when closed as answered within 72 hours of its arrival
+    (its deadline); a call-back when answered by its deadline. Times are averages over the
+    answered ones: a message from arrival, a call-back from the caller's place in the queue.
+    ``open_now`` and ``overdue_now`` are counted at ``now``, whatever their period.
+    """
+
+    received: dict[str, int]
+    answered: dict[str, int]
+    in_time: dict[str, int]
+    answer_seconds: dict[str, float | None]
+    open_now: dict[str, int]
+    overdue_now: dict[str, int]
+
+    def in_time_share(self, kind: str) -> float | None:
+        return _share(self.in_time.get(kind, 0), self.answered.get(kind, 0))
+
+
+REQUEST_KINDS = ("message", "callback")
+
+
+def requests(session: Session, start: datetime, end: datetime, now: datetime) -> RequestFigures:
+    """Return the requests received in [start, end) and the open ones at ``now``."""
+    r = SupportRequest
+    answered = r.status == "answered"
+    since = case(
+        (r.kind == "callback", func.coalesce(r.place_at, r.received_at)), else_=r.received_at
+    )
+    took = seconds_between(_dialect(session), since, r.closed_at)
+    period = session.execute(
+        select(
+            r.kind,
+            func.count(),
+            _count_if(answered),
+            _count_if(answered & (r.closed_at <= r.due_at)),
+            func.avg(case((answered, took))),
+        )
+        .where(r.received_at >= start, r.received_at < end)
+        .group_by(r.kind)
+    ).all()
+    live = session.execute(
+        select(r.kind, func.count(), _count_if(r.due_at < now))
+        .where(r.status.in_(("new", "in_work")))
+        .group_by(r.kind)
+    ).all()
+    return RequestFigures(
+        received={k: int(n) for k, n, *_ in period},
+        answered={k: int(a or 0) for k, _, a, *_ in period},
+        in_time={k: int(t or 0) for k, _, _, t, _ in period},
+        answer_seconds={k: _float(s) for k, *_, s in period},
+        open_now={k: int(n) for k, n, _ in live},
+        overdue_now={k: int(o or 0) for k, _, o in live},
+    )

@@ -269,6 +269,7 @@ class DatabaseCollector:
         self._start()
         if registry is not None:
             registry.register(self)
+            RequestCollector(engine, registry=registry, clock=clock)  # the same site's requests
 
     def _build_metrics(self, targets: Targets) -> None:
         self.calls = Counter(
@@ -494,3 +495,156 @@ def _status_of(data: str) -> str:
     except (ValueError, AttributeError):
         status = None
     return status if status in OUTCOMES else OTHER
+
+
+class LineCollector:
+    """The queue now, as Asterisk lists it over AMI, read at scrape time.
+
+    Agents by state (``onerpa.agents.STATES`` but ``off``), callers waiting and the longest
+    wait; whether the line is open by the configured hours (so an alert can ask "open and
+    nobody free"); whether AMI answered. No agent name or number becomes a label.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], Any],
+        calendar: Any,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.read = read  # returns an onerpa.agents.Line
+        self.calendar = calendar
+        self.clock = clock
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected on each scrape only
+
+    def collect(self) -> Iterator[Metric]:
+        from onerpa import agents, hours
+
+        line = self.read()
+        counts = line.counts() if line.ok else dict.fromkeys(agents.STATES[:-1], 0)
+        by_state = GaugeMetricFamily(
+            f"{PREFIX}_agents",
+            "Queue members now by state: free, ringing, talking, busy (another call), paused, "
+            "unavailable (phone not reachable). 0 everywhere while AMI does not answer.",
+            labels=["state"],
+        )
+        for state, count in counts.items():
+            by_state.add_metric([state], count)
+        yield by_state
+        for name, value, text in (
+            ("callers_waiting", len(line.entries), "Callers waiting in the queue now."),
+            ("longest_wait_seconds", line.longest_wait, "The longest current wait, seconds."),
+            ("ami_up", int(line.ok), "1 if Asterisk's manager interface answered this scrape."),
+            (
+                "line_open",
+                int(hours.is_open(self.calendar, self.clock())),
+                "1 while the line is open by the configured hours and holidays.",
+            ),
+        ):
+            yield GaugeMetricFamily(f"{PREFIX}_{name}", text, value=value)
+
+
+# --- requests: voice messages and call-backs (onerpa.models.SupportRequest) -----------------
+
+REQUEST_KINDS = ("message", "callback")
+REQUEST_WINDOW = timedelta(days=30)  # answered requests looked at for the times and shares
+ANSWER_PROMISE = timedelta(hours=72)  # written answers are promised within 72 hours
+
+
+class RequestCollector:
+    """The requests now and over the last 30 days, read from the database at scrape time.
+
+    Open and overdue requests by kind; of those answered in the window, how many within 72
+    hours of arriving, and the average time to the answer (a message: from the recording; a
+    call-back: from the caller's place in the queue to the answered call-back). Labels: the
+    kind only (message, callback), and within_72h (true, false).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected on each scrape only
+
+    def collect(self) -> Iterator[Metric]:
+        from onerpa.models import SupportRequest
+
+        table = SupportRequest.__table__
+        now = self.clock()
+        open_ = table.c.status.in_(("new", "in_work"))
+        try:
+            with self.engine.connect() as conn:
+                live = conn.execute(
+                    select(
+                        table.c.kind,
+                        func.count().filter(open_),
+                        func.count().filter(open_ & (table.c.due_at < now)),
+                    ).group_by(table.c.kind)
+                ).all()
+                answered = conn.execute(
+                    select(
+                        table.c.kind, table.c.received_at, table.c.place_at, table.c.closed_at
+                    ).where(table.c.status == "answered", table.c.closed_at >= now - REQUEST_WINDOW)
+                ).all()
+        except SQLAlchemyError as err:
+            log.warning("metrics: requests not readable: %s", err)
+            return
+        yield from _request_gauges(live, answered)
+
+
+def _request_gauges(live: Iterable[Any], answered: Iterable[Any]) -> Iterator[Metric]:
+    counts = {kind: (0, 0) for kind in REQUEST_KINDS}
+    counts.update({kind: (int(n), int(late)) for kind, n, late in live if kind in counts})
+    open_, overdue = (
+        GaugeMetricFamily(f"{PREFIX}_requests_{name}", text, labels=["kind"])
+        for name, text in (
+            ("open", "Requests not yet answered or declined, by kind (message, callback)."),
+            ("overdue", "Open requests past their deadline, by kind."),
+        )
+    )
+    for kind, (n, late) in counts.items():
+        open_.add_metric([kind], n)
+        overdue.add_metric([kind], late)
+    yield open_
+    yield overdue
+    within = {(kind, flag): 0 for kind in REQUEST_KINDS for flag in ("true", "false")}
+    spent: dict[str, list[float]] = {kind: [] for kind in REQUEST_KINDS}
+    for kind, received_at, place_at, closed_at in answered:
+        if kind not in spent:
+            continue
+        start = place_at if kind == "callback" and place_at is not None else received_at
+        seconds = (closed_at - start).total_seconds()
+        spent[kind].append(seconds)
+        within[(kind, "true" if seconds <= ANSWER_PROMISE.total_seconds() else "false")] += 1
+    shares = GaugeMetricFamily(
+        f"{PREFIX}_requests_answered_recent",
+        "Requests answered in the last 30 days, by kind and whether within 72 hours.",
+        labels=["kind", "within_72h"],
+    )
+    for (kind, flag), n in within.items():
+        shares.add_metric([kind, flag], n)
+    yield shares
+    times = GaugeMetricFamily(
+        f"{PREFIX}_request_answer_seconds_avg",
+        "Average time to the answer of requests answered in the last 30 days, by kind: a "
+        "message from its arrival, a call-back from the caller's place in the queue.",
+        labels=["kind"],
+    )
+    for kind, values in spent.items():
+        if values:
+            times.add_metric([kind], sum(values) / len(values))
+    yield times

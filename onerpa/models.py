@@ -340,3 +340,52 @@ class SupportRequest(Base):
     mail_attempts: Mapped[int] = mapped_column(Integer, default=0)
     mail_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     mail_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class AgentSession(Base):
+    """An agent's time on the line: from going on the line to going off it (or still on).
+
+    Written by the dashboard when Asterisk has taken the agent into the queue (AMI QueueAdd),
+    closed when Asterisk has let them go (QueueRemove, a supervisor, or Asterisk no longer
+    listing them). At most one open session per interface.
+    """
+
+    __tablename__ = "agent_sessions"
+    __table_args__ = (
+        Index("ix_agent_sessions_started_at", "started_at"),
+        CheckConstraint("ended_by IN ('agent', 'supervisor', 'asterisk')", name="ended_by"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(64))
+    interface: Mapped[str] = mapped_column(String(100))
+    member_name: Mapped[str] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(16))
+
+
+# One open session per interface, even with several dashboard processes reconciling at once.
+Index(
+    "uq_agent_sessions_open_interface",
+    AgentSession.interface,
+    unique=True,
+    sqlite_where=AgentSession.ended_at.is_(None),
+    postgresql_where=AgentSession.ended_at.is_(None),
+)
+
+
+class AgentPause(Base):
+    """A pause within an agent's session, with its reason code (onerpa.agents.PAUSE_REASONS)."""
+
+    __tablename__ = "agent_pauses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("agent_sessions.id", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,10 +16,15 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
+from typing import Any
 
 from onerpa.hours import SupportCalendar
 
 DEFAULT_DATABASE_URL = "sqlite:///var/onerpa-support.sqlite3"
+# When a call-back asked for after hours falls due (onerpa.requests.callback_due).
+CALLBACK_NEXT_DAY_END = "next_day_end"
+CALLBACK_NEXT_OPENING = "next_opening"
+CALLBACK_RULES = (CALLBACK_NEXT_DAY_END, CALLBACK_NEXT_OPENING)
 CONFIG_FILE = "ONERPA_CONFIG_FILE"
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _DAY_KEYS = tuple(_DAYS)
@@ -72,6 +77,42 @@ class Settings:
     sweep_in_ivr: timedelta = timedelta(minutes=15)
     sweep_queued: timedelta = timedelta(hours=2)
     sweep_talking: timedelta = timedelta(hours=4)
+    # Voice messages and requests (docs/requests.md); their folder is recordings_dir below.
+    message_max: timedelta = timedelta(seconds=120)
+    recording_retention_days: int = 90
+    callback_after_hours: str = CALLBACK_NEXT_DAY_END
+    # Mail to the support mailbox; no host: no mail (requests are still kept and shown).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = ""  # empty: support_email
+
+    @property
+    def recordings_path(self) -> Path:
+        """Return the recordings folder as an absolute path (Asterisk needs one)."""
+        return Path(self.recordings_dir).expanduser().resolve()
+
+    @property
+    def mail_sender(self) -> str:
+        """Return the From address of the mail to the support mailbox."""
+        return self.smtp_from or self.support_email
+
+    # Requests (voice messages and call-backs) on the dashboard, and placing call-backs.
+    recordings_dir: str = "/var/lib/onerpa/recordings"
+    outgoing_spool: str = "/var/spool/asterisk/outgoing"
+    outgoing_done: str = "/var/spool/asterisk/outgoing_done"
+    outgoing_tmp: str = "/var/spool/asterisk/onerpa-tmp"
+    callback_max_attempts: int = 3
+    callback_due: timedelta = timedelta(hours=2)
+    callback_ring: timedelta = timedelta(seconds=30)
+    # Asterisk's manager interface (AMI): agents on the line and the live queue. Optional:
+    # without a secret the dashboard says AMI is not configured. Never a default secret.
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str = "onerpa"
+    ami_secret: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -114,6 +155,27 @@ class Settings:
             sweep_in_ivr=get.seconds("ONERPA_SWEEP_IN_IVR_SECONDS", 15 * 60),
             sweep_queued=get.seconds("ONERPA_SWEEP_QUEUED_SECONDS", 2 * 3600),
             sweep_talking=get.seconds("ONERPA_SWEEP_TALKING_SECONDS", 4 * 3600),
+            recordings_dir=get.text("ONERPA_RECORDINGS_DIR", "/var/lib/onerpa/recordings"),
+            outgoing_spool=get.text("ONERPA_OUTGOING_SPOOL", "/var/spool/asterisk/outgoing"),
+            outgoing_done=get.text("ONERPA_OUTGOING_DONE", "/var/spool/asterisk/outgoing_done"),
+            outgoing_tmp=get.text("ONERPA_OUTGOING_TMP", "/var/spool/asterisk/onerpa-tmp"),
+            callback_max_attempts=get.integer("ONERPA_CALLBACK_MAX_ATTEMPTS", 3, low=1, high=10),
+            callback_due=get.seconds("ONERPA_CALLBACK_DUE_SECONDS", 2 * 3600),
+            callback_ring=get.seconds("ONERPA_CALLBACK_RING_SECONDS", 30),
+            ami_host=get.text("ONERPA_AMI_HOST", "127.0.0.1"),
+            ami_port=get.port("ONERPA_AMI_PORT", 5038),
+            ami_username=get.text("ONERPA_AMI_USERNAME", "onerpa"),
+            ami_secret=get.raw("ONERPA_AMI_SECRET") or "",
+            message_max=timedelta(
+                seconds=get.integer("ONERPA_MESSAGE_MAX_SECONDS", 120, low=10, high=600)
+            ),
+            recording_retention_days=get.integer(
+                "ONERPA_RECORDING_RETENTION_DAYS", 90, low=1, high=3650
+            ),
+            callback_after_hours=get.choice(
+                "ONERPA_CALLBACK_AFTER_HOURS", CALLBACK_NEXT_DAY_END, CALLBACK_RULES
+            ),
+            **get.smtp(),
         )
 
 
@@ -135,6 +197,38 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.raw(name) or default
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name) or default
+        if value not in choices:
+            raise SettingsError(name, f"{value!r} — не одно из: {', '.join(choices)}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("yes", "true", "on", "1"):
+            return True
+        if value.lower() in ("no", "false", "off", "0"):
+            return False
+        raise SettingsError(name, f"{value!r} — нужно yes или no")
+
+    def smtp(self) -> dict[str, Any]:
+        """The mail server. There is no default password: without one, no sign-in."""
+        username = self.text("ONERPA_SMTP_USERNAME", "")
+        password = self.env.get("ONERPA_SMTP_PASSWORD") or ""
+        sender = self.text("ONERPA_SMTP_FROM", "")
+        if sender and "@" not in sender:
+            raise SettingsError("ONERPA_SMTP_FROM", f"{sender!r} — не адрес электронной почты")
+        return {
+            "smtp_host": self.text("ONERPA_SMTP_HOST", ""),
+            "smtp_port": self.port("ONERPA_SMTP_PORT", 587),
+            "smtp_starttls": self.flag("ONERPA_SMTP_STARTTLS", True),
+            "smtp_username": username,
+            "smtp_password": password,
+            "smtp_from": sender,
+        }
 
     def database_url(self) -> str:
         # Name the variable the value came from: an operator who set only DATABASE_URL

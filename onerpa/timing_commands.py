@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 
-from onerpa import queuelog, startup, sweep
-from onerpa.metrics import DatabaseCollector
+from onerpa import agents, queuelog, startup, sweep
+from onerpa.metrics import DatabaseCollector, LineCollector
 from onerpa.timing import Targets
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ def metrics_command(host: str | None, port: int | None, with_sweep: bool) -> Non
     engine = startup.open_database(settings)
     registry = CollectorRegistry()
     collector = DatabaseCollector(engine, Targets.from_settings(settings), registry=registry)
+    # The queue and agents from Asterisk (onerpa.agents); ami_up 0 while AMI is not set up.
+    LineCollector(agents.LineMonitor(settings, ttl=1.0).line, settings.calendar, registry=registry)
     start_http_server(listen.port, listen.host, registry)
     click.echo(f"metrics on http://{listen.host}:{listen.port}/metrics", err=True)
     stop = threading.Event()

@@ -14,6 +14,7 @@ from ivr.prompts import prompts_command
 from ivr.simulate import simulate_command
 from onerpa.demo import demo_data_command
 from onerpa.importer import import_command
+from onerpa.requests_commands import COMMANDS as requests_commands
 from onerpa.timing_commands import COMMANDS as timing_commands
 from onerpa.whatif_command import what_if_command
 from onerpa_support.allinone import run_command
@@ -30,3 +31,4 @@ ALL.extend(dashboard_commands)
 ALL.append(api_token_group)
 ALL.extend(timing_commands)
 ALL.append(what_if_command)
+ALL.extend(requests_commands)

@@ -123,3 +123,24 @@ def reply_lines() -> list[bytes]:
         rest = transcript.received[len(transcript.env_block) :]
         lines.update(line for line in rest.split(b"\n") if line)
     return sorted(lines)
+
+
+RECORD_TRANSCRIPTS = TRANSCRIPTS / "record"
+_RUN = re.compile(r"^RUN '(?P<name>[^']+)'", re.MULTILINE)
+
+
+@cache
+def record_runs(name: str) -> dict[str, Transcript]:
+    """The runs of one RECORD FILE recording (tests/data/asterisk/record), by run name.
+
+    Each file holds one or more calls, each under a ``RUN '<name>'`` heading.
+    """
+    path = RECORD_TRANSCRIPTS / (name if name.endswith(".txt") else name + ".txt")
+    text = path.read_text(encoding="utf-8")
+    heads = list(_RUN.finditer(text))
+    runs = {}
+    for head, following in zip(heads, [*heads[1:], None], strict=True):
+        part = text[head.start() : following.start() if following else len(text)]
+        events = [event for line in part.splitlines() if (event := _event(line))]
+        runs[head["name"]] = Transcript(f"{path.stem}:{head['name']}", part, tuple(events))
+    return runs

@@ -91,6 +91,8 @@ def test_closed_line_says_hours_next_opening_and_email(
         *when,
         "onerpa-hours",
         "onerpa-closed-email",
+        "onerpa-message-offer",  # no key pressed: no message
+        "onerpa-goodbye",
     ]
     assert result.variables["ONERPA_ROUTE"] == "closed"
     assert (row.decision, row.status, row.ended_by) == ("closed", "ended_ivr", "system")
@@ -120,7 +122,7 @@ def test_anonymous_caller_not_found_twice_is_told_support_is_for_customers(
         result = line.call("", keys=["", "12#"])
         row = line.record(result)
     assert result.env["agi_callerid"] == "unknown"
-    assert result.prompts[-1] == "onerpa-not-customer"
+    assert result.prompts[-3:] == ["onerpa-not-customer", "onerpa-message-offer", "onerpa-goodbye"]
     assert result.prompts.count("onerpa-enter-number") == 2
     assert result.variables["ONERPA_ROUTE"] == "unknown"
     assert result.variables["ONERPA_DECISION"] == "unknown_caller"
@@ -130,7 +132,7 @@ def test_anonymous_caller_not_found_twice_is_told_support_is_for_customers(
 def test_caller_under_etiquette_refusal_is_politely_refused(engine: Engine) -> None:
     with support_line(engine, THURSDAY_11) as line:
         result = line.call(REFUSED)
-    assert result.prompts == ["onerpa-greeting", "onerpa-refused"]
+    assert result.prompts == ["onerpa-greeting", "onerpa-refused"]  # no message offered
     assert result.variables["ONERPA_ROUTE"] == "refused"
     assert result.variables["ONERPA_DECISION"] == "refused_etiquette"
 
@@ -170,7 +172,7 @@ def test_lapsed_customer_may_press_1_during_the_offer_before_the_sales_prompt(
 def test_lapsed_customer_without_a_bug_hears_how_to_buy_updates(engine: Engine) -> None:
     with support_line(engine, THURSDAY_11) as line:
         result = line.call(NOT_ENTITLED, keys=[""])
-    assert result.prompts[-1] == "onerpa-buy-updates"
+    assert result.prompts[-3:] == ["onerpa-buy-updates", "onerpa-message-offer", "onerpa-goodbye"]
     assert result.variables["ONERPA_ROUTE"] == "not_entitled"
     assert result.variables["ONERPA_DECISION"] == "not_entitled"
 

@@ -112,6 +112,8 @@ def test_short_pre_holiday_day_says_when_it_closed(engine: Engine) -> None:
         "onerpa-hour-9",
         "onerpa-hours",
         "onerpa-closed-email",
+        "onerpa-message-offer",
+        "onerpa-goodbye",
     ]
 
 
@@ -176,6 +178,8 @@ def test_lapsed_subscription_is_told_to_renew_the_subscription(engine: Engine) -
         "onerpa-greeting",
         "onerpa-subscription-ended",
         "onerpa-renew-subscription",
+        "onerpa-message-offer",
+        "onerpa-goodbye",
     ]
     assert result.variables["ONERPA_ROUTE"] == "not_entitled"
 
@@ -188,6 +192,8 @@ def test_lapsed_licence_is_told_to_buy_updates(engine: Engine) -> None:
         "onerpa-not-entitled",
         "onerpa-bug-offer",
         "onerpa-buy-updates",
+        "onerpa-message-offer",
+        "onerpa-goodbye",
     ]
 
 

@@ -108,6 +108,11 @@ def test_rows_without_a_literal_default_are_the_optional_and_the_secret() -> Non
         "ONERPA_SALES_EXTENSION",
         "ONERPA_SECRET_KEY",
         "ONERPA_PROMPTS_DIR",
+        "ONERPA_AMI_SECRET",
+        "ONERPA_SMTP_HOST",
+        "ONERPA_SMTP_USERNAME",
+        "ONERPA_SMTP_PASSWORD",
+        "ONERPA_SMTP_FROM",
     }
     assert Settings.from_env({}).sales_extension == ""
     assert Settings.from_env({}).calendar.extra_closed == frozenset()

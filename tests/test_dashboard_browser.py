@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select
 
 from dashboard import DashboardServer, serve_in_thread
+from dashboard.agents import monitor as agents_monitor
 from dashboard.testing import Clock, add_call, add_customer, add_user, make_app
 from ivr.app import build_services, close_services
 from ivr.emulator import EmulatedCall
@@ -32,6 +33,7 @@ from onerpa.metrics import ProcessMetrics
 from onerpa.models import Call
 from onerpa.settings import Settings
 from onerpa.staff import Wrapup
+from tests.amifake import QueueAsterisk
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -50,6 +52,7 @@ CALLER = "84997195581"
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 PASSWORD = "correct horse"
 WAIT_MS = 5000
+AMI_SECRET = "s3cret-for-tests"
 
 
 @dataclass
@@ -275,4 +278,226 @@ def test_waiting_is_coloured_against_the_answer_target_in_the_lines_time(
     with db.session_factory(line.engine).begin() as session:
         session.get(Call, call_id).status = "abandoned_queue"
     expect(row).to_have_count(0)
+    context.close()
+
+
+# -- agents on the line, and the supervisor's queue panel (Asterisk: a fake AMI) -------------
+
+
+@dataclass
+class AgentLine:
+    """A dashboard whose Asterisk is the fake manager interface of tests/amifake.py."""
+
+    engine: Engine
+    asterisk: QueueAsterisk
+    dashboard: DashboardServer
+
+
+@pytest.fixture(scope="module")
+def agent_line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentLine]:
+    path = tmp_path_factory.mktemp("agents") / "line.sqlite3"
+    engine = db.make_engine(f"sqlite:///{path}")
+    db.migrate(engine)
+    with db.session_factory(engine).begin() as session:
+        add_user(session, "anna", "agent", PASSWORD, interface="PJSIP/101").member_name = "Анна"
+        add_user(session, "vera", "supervisor", PASSWORD)
+    asterisk = QueueAsterisk(clock=lambda: int(T.timestamp()))
+    settings = replace(Settings(), ami_port=asterisk.port, ami_secret=AMI_SECRET)
+    app = make_app(engine, Clock(T), SETTINGS=settings, BOARD_POLL_MS=200, AMI_CACHE_SECONDS=0)
+    dashboard = serve_in_thread(app, "127.0.0.1", 0)
+    yield AgentLine(engine, asterisk, dashboard)
+    dashboard.stop()
+    agents_monitor(app).close()
+    asterisk.close()
+    engine.dispose()
+
+
+def signed_in_page(browser: Browser, agent_line: AgentLine, username: str) -> Page:
+    context = browser.new_context(base_url=agent_line.dashboard.url, locale="ru-RU")
+    context.set_default_timeout(WAIT_MS)
+    tab = context.new_page()
+    tab.goto("/login")
+    tab.fill("#username", username)
+    tab.fill("#password", PASSWORD)
+    tab.click("button[type=submit]")
+    expect(tab).to_have_url(re.compile(r"/$"))
+    return tab
+
+
+def test_an_agent_goes_on_the_line_pauses_and_a_call_rings_them_as_the_board_shows(
+    browser: Browser, agent_line: AgentLine
+) -> None:
+    supervisor = signed_in_page(browser, agent_line, "vera")
+    anna_row = supervisor.locator("#line-agents tr[data-interface='PJSIP/101']")
+    expect(anna_row).to_have_attribute("data-state", "off")
+    supervisor.evaluate("window.notReloaded = true")
+
+    agent = signed_in_page(browser, agent_line, "anna")
+    agent.click("text=На линии")
+    agent.click("#go-on-line")
+    expect(agent.locator(".flash-ok")).to_have_text("Вы на линии.")
+    expect(anna_row).to_have_attribute("data-state", "free")
+    expect(anna_row.locator(".agent-state")).to_have_text("свободен")
+
+    agent.check("input[name=reason][value=training]")
+    agent.click("#take-break")
+    expect(agent.locator(".flash-ok")).to_have_text("Перерыв: обучение.")
+    expect(anna_row).to_have_attribute("data-state", "paused")
+    expect(anna_row.locator(".agent-reason")).to_have_text(" · обучение")
+    assert agent_line.asterisk.member("PJSIP/101").reason == "training"
+
+    agent.click("#come-back")
+    expect(anna_row).to_have_attribute("data-state", "free")
+
+    # A caller joins the queue and Anna's phone rings; she answers.
+    agent_line.asterisk.add_caller("+79161234567", waited=70)
+    caller = supervisor.locator("#line-callers tr.caller")
+    expect(caller.locator(".caller-number")).to_have_text("+7 916 123-45-67")
+    expect(caller).to_have_attribute("data-wait-state", "amber")
+    agent_line.asterisk.ring("PJSIP/101")
+    expect(anna_row).to_have_attribute("data-state", "ringing")
+    expect(anna_row.locator(".agent-state")).to_have_text("звонит телефон")
+    agent_line.asterisk.connect("PJSIP/101")
+    expect(anna_row).to_have_attribute("data-state", "talking")
+    expect(caller).to_have_count(0)
+    agent_line.asterisk.hang_up("PJSIP/101")
+    expect(anna_row).to_have_attribute("data-state", "free")
+
+    # Asterisk stops answering: the board says so; calls are Asterisk's business.
+    agent_line.asterisk.down()
+    expect(supervisor.locator("#line-error")).to_contain_text("Нет связи с Asterisk (AMI)")
+    agent_line.asterisk.up()
+    expect(supervisor.locator("#line-error")).to_be_hidden()
+    assert supervisor.evaluate("window.notReloaded") is True
+    agent.context.close()
+    supervisor.context.close()
+
+
+# --- «Обращения»: a voice message played, a call-back placed --------------------------------
+
+
+@dataclass
+class RequestsSite:
+    engine: Engine
+    dashboard: DashboardServer
+    outgoing: Path
+    message_id: int
+    callback_id: int
+
+
+def _silence_wav(path: Path, seconds: float = 0.5) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * int(8000 * seconds))
+
+
+@pytest.fixture
+def requests_site(tmp_path: Path) -> Iterator[RequestsSite]:
+    import dataclasses
+
+    from sqlalchemy import insert
+
+    from onerpa.models import SupportRequest
+
+    recordings, spool = tmp_path / "recordings", tmp_path / "spool"
+    for folder in (recordings, spool / "outgoing", spool / "outgoing_done", spool / "tmp"):
+        folder.mkdir(parents=True)
+    _silence_wav(recordings / "message-1.wav")
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'requests.sqlite3'}")
+    db.migrate(engine)
+    with db.session_factory(engine).begin() as session:
+        add_user(session, "anna", "agent", PASSWORD, interface="PJSIP/101")
+    table = SupportRequest.__table__
+    common = {"caller_e164": "+74951234567", "callerid_raw": "84951234567"}
+    with engine.begin() as conn:
+        message_id = conn.execute(
+            insert(table).values(
+                kind="message",
+                status="new",
+                recording_path="message-1.wav",
+                recording_seconds=0.5,
+                received_at=T - timedelta(hours=52),
+                due_at=T + timedelta(hours=20),
+                **common,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        callback_id = conn.execute(
+            insert(table).values(
+                kind="callback",
+                status="new",
+                received_at=T,
+                place_at=T,
+                due_at=T + timedelta(hours=2),
+                **common,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+    settings = dataclasses.replace(
+        Settings(),
+        recordings_dir=str(recordings),
+        outgoing_spool=str(spool / "outgoing"),
+        outgoing_done=str(spool / "outgoing_done"),
+        outgoing_tmp=str(spool / "tmp"),
+    )
+    app = make_app(engine, Clock(T), SETTINGS=settings)
+    dashboard = serve_in_thread(app, "127.0.0.1", 0)
+    yield RequestsSite(engine, dashboard, spool / "outgoing", message_id, callback_id)
+    dashboard.stop()
+    engine.dispose()
+
+
+def test_agent_plays_a_message_and_calls_a_customer_back(
+    browser: Browser, requests_site: RequestsSite
+) -> None:
+    site = requests_site
+    anonymous = browser.new_context(base_url=site.dashboard.url)
+    refused = anonymous.request.get(f"/requests/{site.message_id}/recording", max_redirects=0)
+    assert refused.status in (302, 401)
+    assert not refused.headers.get("content-type", "").startswith("audio/")
+    anonymous.close()
+
+    context = browser.new_context(base_url=site.dashboard.url, locale="ru-RU")
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#username", "anna")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.click("nav >> text=Обращения")
+    expect(page).to_have_url(re.compile(r"/requests$"))
+
+    # The message: 20 hours left of 72 — amber, counting down in the browser.
+    message = page.locator(f"tr[data-request-id='{site.message_id}']")
+    expect(message.locator(".countdown")).to_have_attribute("data-state", "amber")
+    expect(message.locator(".countdown-value")).to_have_text(re.compile(r"^осталось 19 ч 5\d мин$"))
+    audio = message.locator("audio")
+    src = audio.get_attribute("src")
+    assert src == f"/requests/{site.message_id}/recording"
+    loaded = page.evaluate(
+        """async (src) => {
+            const response = await fetch(src);
+            const audio = document.querySelector("tr[data-request-id] audio");
+            const duration = await new Promise((resolve, reject) => {
+                audio.addEventListener("loadedmetadata", () => resolve(audio.duration));
+                audio.addEventListener("error", () => reject(new Error("audio did not load")));
+                audio.load();
+            });
+            return [response.status, response.headers.get("content-type"), duration];
+        }""",
+        src,
+    )
+    assert loaded[0] == 200 and loaded[1] == "audio/wav"
+    assert loaded[2] == pytest.approx(0.5, abs=0.05)
+
+    # The call-back: «Перезвонить» rings Anna's phone through a call file in the spool.
+    row = page.locator(f"tr[data-request-id='{site.callback_id}']")
+    row.locator("button.callback-button").click()
+    expect(page.locator(".flash-ok")).to_contain_text("сейчас зазвонит ваш телефон")
+    (placed,) = site.outgoing.iterdir()
+    assert placed.name == f"onerpa-request-{site.callback_id}-1.call"
+    assert "Channel: PJSIP/101\n" in placed.read_text()
+    expect(row.locator(".calling")).to_have_text("Идёт перезвон…")
     context.close()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dashboard import charts
 from dashboard.testing import Clock, add_call, add_user, make_app, sign_in
 from onerpa.callstatus import CallStatus
+from onerpa.models import SupportRequest
 
 NOW = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 14:00 in Moscow
 PASSWORD = "correct horse"
@@ -217,3 +218,60 @@ def test_per_agent_figures_name_the_staff_user(
     rows = re.findall(r"<tr><td><a [^>]*>([^<]+)</a></td>", page)
     assert rows == ["Anna", "Boris", "PJSIP/109"]
     assert 'title="PJSIP/101">Anna</a>' in page
+
+
+def test_with_no_call_yet_today_the_page_opens_on_the_week(
+    supervisor: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        _answered(session, NOW - timedelta(days=2), 10, 100, "Анна")
+    page = supervisor.get("/figures").get_data(as_text=True)
+    assert "Сегодня звонков ещё не было — показаны последние 7 дней." in page
+    assert _tile(page, "поступило") == "1" and _tile(page, "отвечено") == "1"
+    today = supervisor.get("/figures", query_string={"period": "today"}).get_data(as_text=True)
+    assert "period-notice" not in today and _tile(today, "поступило") == "0"
+
+
+def test_a_day_with_calls_opens_on_today(supervisor: FlaskClient, calls: None) -> None:
+    page = supervisor.get("/figures").get_data(as_text=True)
+    assert "period-notice" not in page and _tile(page, "поступило") == "5"
+
+
+def test_the_requests_promise_is_on_the_figures_page(
+    supervisor: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    received = NOW - timedelta(hours=50)
+    with sessions.begin() as session:
+        session.add_all(
+            [
+                _request("message", received, closed=received + timedelta(hours=10)),
+                _request("message", received, closed=received + timedelta(hours=80)),
+                _request("message", NOW - timedelta(hours=80)),  # open, past its 72 hours
+                _request("callback", NOW - timedelta(minutes=30), hours=2),  # open, in time
+            ]
+        )
+    page = supervisor.get("/figures", query_string={"period": "7d"}).get_data(as_text=True)
+    section = page[page.index('id="requests-figures"') :]
+    message = section[section.index('data-kind="message"') : section.index('data-kind="callback"')]
+    cells = dict(re.findall(r'<td class="([a-z-]+)[^"]*">([^<]*)</td>', message))
+    assert cells["received"] == "3" and cells["answered"] == "2" and cells["in-time"] == "1"
+    assert cells["in-time-share"] == "50 %"
+    assert cells["answer-time"] == "45:00:00"  # (10 h + 80 h) / 2
+    assert cells["open-now"] == "1" and cells["overdue-now"] == "1"
+    callback = section[section.index('data-kind="callback"') :]
+    assert re.search(r'class="open-now">1<', callback)
+    assert re.search(r'class="overdue-now">0<', callback)
+
+
+def _request(
+    kind: str, received: datetime, *, closed: datetime | None = None, hours: float = 72
+) -> SupportRequest:
+    return SupportRequest(
+        kind=kind,
+        status="answered" if closed else "new",
+        received_at=received,
+        place_at=received,
+        due_at=received + timedelta(hours=hours),
+        closed_at=closed,
+        closed_by="anna" if closed else None,
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +28,9 @@ import dashboard.ratelimit
 from dashboard.ratelimit import LoginThrottle
 from dashboard.security import HEADERS
 from dashboard.testing import Clock, add_call, add_customer, add_user, csrf_token, make_app, sign_in
-from onerpa.models import Grant, Refusal, Subscription, UpdatePurchase
-from onerpa.staff import AuditEntry, Wrapup
+from onerpa.models import Grant, Refusal, Subscription, SupportRequest, UpdatePurchase
+from onerpa.settings import Settings
+from onerpa.staff import AuditEntry, User, Wrapup
 from tests.reliability_figures import Figures
 
 pytest_plugins = ["tests.reliability_figures"]
@@ -71,8 +73,23 @@ ACCESS = {
     "customers.grant": SUPERVISOR,
     "figures.index": SUPERVISOR,
     "figures.breakdown": SUPERVISOR,
+    "figures.what_if": SUPERVISOR,
     "audit.index": SUPERVISOR,
     "audit.staff": SUPERVISOR,
+    # Agents on the line (dashboard/agents.py).
+    "agents.index": SIGNED_IN,
+    "agents.line_data": SIGNED_IN,
+    "agents.on_line": SIGNED_IN,
+    "agents.pause": SIGNED_IN,
+    "agents.back": SIGNED_IN,
+    "agents.off_line": SIGNED_IN,
+    "agents.take_off": SUPERVISOR,
+    # Requests (dashboard/requests.py): agents and supervisors alike.
+    "requests.index": SIGNED_IN,
+    "requests.recording": SIGNED_IN,
+    "requests.take": SIGNED_IN,
+    "requests.close": SIGNED_IN,
+    "requests.call_back": SIGNED_IN,
 }
 # A valid form for every route that changes something, so only the token can be missing.
 FORMS: dict[str, dict[str, str]] = {
@@ -86,6 +103,14 @@ FORMS: dict[str, dict[str, str]] = {
     "customers.subscription": {"service": "OneRPA Cloud", "starts_on": "2026-01-01"},
     "customers.phone": {"number": "+7 495 000-00-01", "label": ""},
     "customers.grant": {"until": "2027-03-31", "reason": "сбой в релизе"},
+    "agents.on_line": {},
+    "agents.pause": {"reason": "lunch"},
+    "agents.back": {},
+    "agents.off_line": {},
+    "agents.take_off": {},
+    "requests.take": {},
+    "requests.close": {"outcome": "answered", "note": "ответили письмом"},
+    "requests.call_back": {"attempts": "0"},
 }
 
 
@@ -120,8 +145,10 @@ class Site:
 
 
 @pytest.fixture
-def site(engine: Engine, sessions: sessionmaker[Session], figures: Figures) -> Site:
+def site(engine: Engine, sessions: sessionmaker[Session], figures: Figures, tmp_path: Path) -> Site:
     figures.backend(engine)
+    recording = tmp_path / "message.wav"  # the request's voice message, played on its page
+    recording.write_bytes(b"RIFF" + bytes(40))
     with sessions.begin() as session:
         add_user(session, "anna", "agent", PASSWORD, interface="PJSIP/101")
         add_user(session, "vera", "supervisor", PASSWORD)
@@ -132,8 +159,18 @@ def site(engine: Engine, sessions: sessionmaker[Session], figures: Figures) -> S
         customer.updates.append(UpdatePurchase(purchased_on=NOW.date(), months=12))
         customer.subscriptions.append(Subscription(service="OneRPA Cloud", starts_on=NOW.date()))
         customer.grants.append(Grant(until=NOW.date(), reason="сбой", granted_by="vera"))
+        request = SupportRequest(
+            kind="message",
+            status="new",
+            caller_e164="+74997195581",
+            received_at=NOW,
+            due_at=NOW + timedelta(hours=72),
+            recording_path=str(recording),
+        )
+        session.add(request)
         session.flush()
         ids = {
+            "request_id": request.id,
             "call_id": call.id,
             "customer_id": customer.id,
             "refusal_id": refusal.id,
@@ -144,8 +181,10 @@ def site(engine: Engine, sessions: sessionmaker[Session], figures: Figures) -> S
             "grant_id": customer.grants[0].id,
             "filename": "live.js",
             "number": customer.customer_number,
+            "user_id": session.scalar(select(User.id).where(User.username == "anna")),
         }
-    return Site(make_app(engine, Clock(NOW)), sessions, ids)
+    settings = replace(Settings(), recordings_dir=str(tmp_path))
+    return Site(make_app(engine, Clock(NOW), SETTINGS=settings), sessions, ids)
 
 
 def routes(app: Flask) -> Iterator[tuple[Rule, str]]:

@@ -233,13 +233,20 @@ def test_asterisklint_catches_a_broken_dialplan(tmp_path: Path) -> None:
 # --- variables ------------------------------------------------------------------------------
 
 
+CONTRACT_VARIABLES = (
+    set(dialplan.SET_VARIABLES)
+    | set(dialplan.CALL_FILE_VARIABLES)
+    | set(dialplan.CALLBACK_VARIABLES)
+)
+
+
 def test_dialplan_reads_exactly_the_contract_variables(plan: Dialplan) -> None:
     onerpa = {name for name in reads(plan) if name.startswith("ONERPA_")}
-    assert onerpa - set(plan.globals) == set(dialplan.SET_VARIABLES)
+    assert onerpa - set(plan.globals) == CONTRACT_VARIABLES
 
 
 def test_globals_do_not_shadow_contract_variables(plan: Dialplan) -> None:
-    assert set(plan.globals) & set(dialplan.SET_VARIABLES) == set()
+    assert set(plan.globals) & CONTRACT_VARIABLES == set()
 
 
 def test_dialplan_sets_no_onerpa_variable_outside_the_contract(plan: Dialplan) -> None:
@@ -250,7 +257,7 @@ def test_dialplan_sets_no_onerpa_variable_outside_the_contract(plan: Dialplan) -
 
 def test_every_global_the_dialplan_reads_is_defined(plan: Dialplan) -> None:
     onerpa = {name for name in reads(plan) if name.startswith("ONERPA_")}
-    assert {n for n in onerpa if n not in dialplan.SET_VARIABLES} <= set(plan.globals)
+    assert {n for n in onerpa if n not in CONTRACT_VARIABLES} <= set(plan.globals)
 
 
 def test_contract_table_documents_every_variable(plan: Dialplan) -> None:
@@ -277,6 +284,9 @@ def test_fastagi_address_is_the_service_default(plan: Dialplan) -> None:
         dialplan.CONTEXT_ROUTE,
         dialplan.CONTEXT_AGENT_CONNECT,
         dialplan.CONTEXT_HANGUP,
+        dialplan.CONTEXT_QUEUE_EXIT,
+        dialplan.CONTEXT_CALLBACK,
+        dialplan.CONTEXT_CALLBACK_ANSWERED,
     ],
 )
 def test_contract_context_exists(plan: Dialplan, context: str) -> None:
@@ -299,6 +309,8 @@ def test_route_context_has_no_branch_for_an_unknown_route(plan: Dialplan) -> Non
         (dialplan.CONTEXT_INBOUND, dialplan.SCRIPT_CALL),
         (dialplan.CONTEXT_AGENT_CONNECT, dialplan.SCRIPT_AGENT_CONNECT),
         (dialplan.CONTEXT_HANGUP, dialplan.SCRIPT_HANGUP),
+        (dialplan.CONTEXT_QUEUE_EXIT, dialplan.SCRIPT_CALLBACK_REQUEST),
+        (dialplan.CONTEXT_CALLBACK_ANSWERED, dialplan.SCRIPT_CALLBACK),
     ],
 )
 def test_each_context_calls_its_fastagi_script(plan: Dialplan, context: str, script: str) -> None:
@@ -308,7 +320,13 @@ def test_each_context_calls_its_fastagi_script(plan: Dialplan, context: str, scr
 
 def test_dialplan_uses_only_contract_scripts(plan: Dialplan) -> None:
     scripts = {script_name(s) for s in plan.apps("AGI")}
-    assert scripts == {dialplan.SCRIPT_CALL, dialplan.SCRIPT_AGENT_CONNECT, dialplan.SCRIPT_HANGUP}
+    assert scripts == {
+        dialplan.SCRIPT_CALL,
+        dialplan.SCRIPT_AGENT_CONNECT,
+        dialplan.SCRIPT_HANGUP,
+        dialplan.SCRIPT_CALLBACK_REQUEST,
+        dialplan.SCRIPT_CALLBACK,
+    }
 
 
 def test_hangup_handler_is_pushed_before_the_call_agi(plan: Dialplan) -> None:
@@ -362,12 +380,19 @@ def test_fallback_marks_the_decision_and_guards_the_hours(plan: Dialplan) -> Non
     assert "onerpa-connecting-fallback" in played(Dialplan(steps=steps))
 
 
-def test_unanswered_queue_call_hears_the_busy_message(plan: Dialplan) -> None:
+def test_unanswered_queue_caller_is_told_and_may_leave_a_message(plan: Dialplan) -> None:
     (queue,) = plan.apps("Queue")
     after = [s for s in plan.steps if s.context == queue.context and s.exten == queue.exten]
     rest = after[after.index(queue) + 1 :]
-    first_sound = next(s for s in rest if s.app in ("Playback", "Hangup"))
-    assert first_sound.app == "Playback" and first_sound.data == "onerpa-queue-busy"
+    next_step = next(s for s in rest if s.app in ("Playback", "Hangup", "Goto"))
+    assert (next_step.app, next_step.data) == ("Goto", "onerpa-fallback,busy,1")
+    busy = [s for s in plan.in_context("onerpa-fallback") if s.exten == "busy"]
+    assert (busy[0].app, busy[0].data) == ("Playback", "onerpa-busy-message")
+    assert (busy[-1].app, busy[-1].data) == ("Goto", "message,1")
+    message = [s for s in plan.in_context("onerpa-fallback") if s.exten == "message"]
+    (record,) = [s for s in message if s.app == "Record"]
+    assert record.data.startswith("${ONERPA_RECORDINGS_DIR}/fallback/")
+    assert record.data.endswith(",3,120,k")  # silence ends it, 2 minutes at most, kept on hang-up
 
 
 # --- prompts --------------------------------------------------------------------------------
@@ -386,12 +411,48 @@ def test_queue_service_level_is_the_wait_target(queues: list) -> None:
     assert queue["servicelevel"] == [str(int(Settings().wait_target.total_seconds()))]
 
 
-def test_queue_members_are_pjsip_phones(queues: list, pjsip: list) -> None:
-    members = section(queues, Settings().queue)["member"]
-    for member in members:
-        interface = member.split(",")[0]
-        assert interface.startswith("PJSIP/")
+def test_agents_join_the_queue_from_the_dashboard_not_from_static_lines(
+    queues: list, pjsip: list
+) -> None:
+    # Static members cannot be removed or renamed over AMI: every member is dynamic, and
+    # survives a restart because Asterisk keeps it (persistentmembers).
+    assert "member" not in section(queues, Settings().queue)
+    assert section(queues, "general")["persistentmembers"] == ["yes"]
+    text = (ASTERISK / "queues.conf").read_text(encoding="utf-8")
+    for interface in re.findall(r"^; member => (PJSIP/\w+),", text, re.M):
         assert section(pjsip, interface.removeprefix("PJSIP/"), "endpoint"), interface
+
+
+def test_callers_wait_for_a_paused_agent_but_not_for_an_empty_line(queues: list) -> None:
+    queue = section(queues, Settings().queue)
+    for rule in ("joinempty", "leavewhenempty"):
+        conditions = set(queue[rule][0].split(","))
+        assert "paused" not in conditions, rule  # back from lunch within the wait
+        assert {"unavailable", "invalid"} <= conditions, rule
+
+
+@pytest.fixture(scope="module")
+def manager() -> list:
+    return parse_conf((ASTERISK / "manager.conf").read_text(encoding="utf-8"))
+
+
+def test_the_ami_user_may_move_agents_and_nothing_more(manager: list) -> None:
+    user = section(manager, Settings().ami_username)
+    # ami_08: QueueAdd/QueuePause/QueueRemove need "agent"; QueueStatus, QueueSummary and Ping
+    # need none. No originate, command, system or config.
+    assert user["write"] == ["agent"]
+    assert user["read"] == [""]
+    assert "secret" not in user  # from ONERPA_AMI_SECRET, never in the repository
+    assert user["deny"] == ["0.0.0.0/0.0.0.0"]
+
+
+def test_ami_listens_only_where_the_dashboard_reaches_it(manager: list) -> None:
+    general = section(manager, "general")
+    assert general["enabled"] == ["yes"] and general["port"] == [str(Settings().ami_port)]
+    assert general["bindaddr"][0] in ("127.0.0.1", "172.30.0.1")
+    compose = (ASTERISK.parent / "docker-compose.yml").read_text(encoding="utf-8")
+    assert "./asterisk/manager.conf:/etc/asterisk/manager.conf:ro" in compose
+    assert "/etc/asterisk/manager_secret.conf" in compose
 
 
 def test_trunk_delivers_to_the_inbound_context(pjsip: list) -> None:
@@ -546,8 +607,11 @@ def agent_leg(plan: Dialplan, pjsip: list, presentation: str, phone: str) -> dic
 def test_agent_phone_shows_the_summary_even_for_a_withheld_number(
     plan: Dialplan, pjsip: list, queues: list, presentation: str
 ) -> None:
-    for member in section(queues, Settings().queue)["member"]:
-        phone = member.split(",")[0].removeprefix("PJSIP/")
+    # The agents' phones: dynamic members now, listed as the commented examples of queues.conf.
+    text = (ASTERISK / "queues.conf").read_text(encoding="utf-8")
+    phones = re.findall(r"^; member => PJSIP/(\w+),", text, re.M)
+    assert phones
+    for phone in phones:
         shown = agent_leg(plan, pjsip, presentation, phone)
         assert shown == {"From": SUMMARY, "P-Asserted-Identity": SUMMARY}, phone
 
@@ -568,10 +632,98 @@ def test_presentation_is_allowed_on_the_agent_leg_only(plan: Dialplan) -> None:
     assert elsewhere == []
 
 
-def test_no_call_leg_goes_out_to_the_provider(plan: Dialplan, pjsip: list) -> None:
-    # A withheld number is never sent out: nothing is dialled through the trunk, and the
-    # trunk would not be trusted with it anyway (tests/test_pjsip_config.py).
-    targets = [s.data.split(",")[0] for s in plan.apps("Dial")]
+def test_no_call_leg_goes_out_to_the_provider_but_the_call_back(
+    plan: Dialplan, pjsip: list
+) -> None:
+    # A withheld number is never sent out: nothing is dialled through the trunk but the
+    # call-back of a request, which presents the support number (see below), and the trunk
+    # would not be trusted with a caller's identity anyway (tests/test_pjsip_config.py).
+    inside = [s for s in plan.apps("Dial") if s.context != dialplan.CONTEXT_CALLBACK]
+    targets = [s.data.split(",")[0] for s in inside]
     assert targets and all(t.startswith("PJSIP/") and "@" not in t for t in targets)
     assert not any("provider" in t for t in targets)
+    outside = [s for s in plan.apps("Dial") if s.context == dialplan.CONTEXT_CALLBACK]
+    number = "${" + dialplan.VAR_CALLBACK_NUMBER + "}"
+    assert [s.data.split(",")[0] for s in outside] == [f"PJSIP/{number}@provider"]
     assert section(pjsip, "provider", "endpoint")["trust_id_outbound"] == ["no"]
+
+
+# --- call-backs (docs/callbacks.md) ---------------------------------------------------------
+
+
+def test_queue_exit_context_and_offer_are_configured(queues: list) -> None:
+    queue = section(queues, Settings().queue)
+    assert queue["context"] == [dialplan.CONTEXT_QUEUE_EXIT]
+    assert queue["periodic-announce"] == ["onerpa-callback-offer"]
+    # The offer comes once the answer target has passed, not before.
+    frequency = int(queue["periodic-announce-frequency"][0])
+    assert frequency == int(Settings().wait_target.total_seconds())
+    assert queue["announce-position"] == ["yes"]
+    assert queue["announce-holdtime"][0] in ("yes", "once")
+
+
+def test_queue_offer_prompt_says_press_one_and_the_place_is_kept() -> None:
+    table = prompts.read_table()
+    assert "нажмите один" in table["onerpa-callback-offer"]
+    assert "очередь сохранится" in table["onerpa-callback-offer"]
+
+
+def test_only_a_caller_with_a_number_has_the_call_back_key(plan: Dialplan) -> None:
+    # app_queue looks the key up with the caller's number: a withheld one matches nothing.
+    keys = {e for e in plan.contexts[dialplan.CONTEXT_QUEUE_EXIT] if e.startswith("1")}
+    assert keys and all("/" in key for key in keys)
+    patterns = [key.partition("/")[2] for key in keys]
+    assert all(re.fullmatch(r"_\+?X\.", p) for p in patterns)
+    assert any(key == dialplan.CALLBACK_KEY + "/_X." for key in keys)
+
+
+def test_queue_exit_thanks_the_accepted_and_requeues_the_refused(plan: Dialplan) -> None:
+    steps = plan.in_context(dialplan.CONTEXT_QUEUE_EXIT)
+    agi = next(s for s in steps if s.app == "AGI")
+    assert agi.data.endswith(f"/{dialplan.SCRIPT_CALLBACK_REQUEST},${{{dialplan.VAR_CALL_ID}}}")
+    decided = next(s for s in steps if s.app == "GotoIf" and dialplan.VAR_CALLBACK in s.data)
+    assert f'"{dialplan.CALLBACK_ACCEPTED}"' in decided.data
+    apps = [(s.app, s.data) for s in steps]
+    assert ("Playback", "onerpa-callback-refused") in apps
+    assert ("Goto", f"{dialplan.CONTEXT_ROUTE},queue,enter") in apps
+    assert ("Playback", "onerpa-callback-accepted") in apps
+
+
+def test_call_back_presents_the_support_number_and_hooks_the_answer(plan: Dialplan) -> None:
+    steps = plan.in_context(dialplan.CONTEXT_CALLBACK)
+    shown = [s.data for s in steps if s.app == "Set" and s.data.startswith("CALLERID(num)=")]
+    assert shown == ["CALLERID(num)=${ONERPA_CALLBACK_CALLERID}"]
+    assert plan.globals["ONERPA_CALLBACK_CALLERID"] == "74997195581"
+    dial = next(s for s in steps if s.app == "Dial")
+    gosub = app_options(dial.data.split(",", 2)[2])["U"].split("^")
+    assert gosub[:3] == [dialplan.CONTEXT_CALLBACK_ANSWERED, "s", "1"]
+    assert gosub[3] == "${" + dialplan.VAR_REQUEST_ID + "}"
+    assert gosub[4] == "${" + dialplan.VAR_CALLBACK_AGENT + "}"
+
+
+def test_answered_call_back_is_recorded_then_ended_by_the_hangup_handler(plan: Dialplan) -> None:
+    steps = plan.in_context(dialplan.CONTEXT_CALLBACK_ANSWERED)
+    agi = next(i for i, s in enumerate(steps) if s.app == "AGI")
+    push = next(i for i, s in enumerate(steps) if "hangup_handler_push" in s.data)
+    assert agi < push and steps[push].data.endswith(f"={dialplan.CONTEXT_HANGUP},s,1")
+    assert steps[-1].app == "Return"
+
+
+def test_call_file_context_is_the_dialplans(plan: Dialplan) -> None:
+    from onerpa import callback
+
+    assert callback.CONTEXT == dialplan.CONTEXT_CALLBACK
+    text = callback.call_file(
+        7,
+        interface="PJSIP/101",
+        number="74951234567",
+        agent="anna",
+        shown_name="x",
+        ring_seconds=30,
+    )
+    setvars = {
+        line.split(": ", 1)[1].split("=")[0]
+        for line in text.splitlines()
+        if line.startswith("Setvar:")
+    }
+    assert setvars == set(dialplan.CALL_FILE_VARIABLES)

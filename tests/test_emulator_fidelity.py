@@ -30,11 +30,12 @@ from ivr.emulator import (
     FramingError,
     Hangup,
     Key,
+    Speech,
     find_command,
     in_thread,
     parse_args,
 )
-from tests.agi_transcripts import Transcript, load, parse_env
+from tests.agi_transcripts import Transcript, load, parse_env, record_runs
 
 # Sample counts of the recorded GSM prompts, per language (Asterisk looks them up that way).
 SOUNDS = {"ru": {"hello": 7040, "beep": 3520}, "en": {"hello": 6400, "beep": 3520}}
@@ -542,3 +543,156 @@ def test_many_calls_can_be_open_at_once() -> None:
     assert {result.status for result in results} == {"SUCCESS"}
     routes = {result.variables["ONERPA_ROUTE"] for result in results}
     assert routes == {f"+7916000{n:04d}" for n in range(calls)}
+
+
+# -- RECORD FILE (tests/data/asterisk/record) -------------------------------------------------
+
+# What the recorded caller did after the beep, as the emulator's Speech. A Local channel sends
+# no frames while it waits, so "silent=False" wherever the caller side ran Wait().
+RECORD_CASES: dict[tuple[str, str], list[Any]] = {
+    ("record_01_dtmf_end", "dtmf"): [Key("#")],
+    ("record_01_dtmf_end", "dtmfspeech"): [Speech("#", seconds=1.42, silent=False)],
+    ("record_02_silence_end", "silwait"): [],  # no frames at all: only the maximum ends it
+    ("record_02_silence_end", "silplay"): [Speech(seconds=1.42)],
+    ("record_03_max_time", "maxtime"): [Speech(seconds=40)],
+    ("record_04_caller_hangup", "hang"): [Speech(seconds=3.16, hangs_up=True)],
+    ("record_05_other_digit", "digit"): [
+        Speech("5*#", seconds=1.42, silent=False),
+        Speech("5", seconds=1.42, silent=False),
+    ],
+    ("record_06_missing_directory", "nodir"): [],
+    ("record_07_relative_path_gsm", "rel"): [Key("#")],
+}
+_PRODUCED = re.compile(r"^  <run-dir>/(?P<path>\S+): (?:(?P<size>\d+) bytes|DOES NOT EXIST)$", re.M)
+_HEADER = re.compile(r"^  header \(first 44 bytes, hex\): (?P<hex>[0-9a-f]+)$", re.M)
+_FINAL_STATUS = re.compile(r"HANGUPEXT \S+ AGISTATUS=(?P<status>[A-Z]+)")
+
+
+def produced(transcript: Transcript) -> dict[str, int | None]:
+    """The files the recorded run left, by path under <run-dir>: size, or None if absent."""
+    part = transcript.text.split("FILE(S) PRODUCED", 1)[1].split("ASTERISK LOG", 1)[0]
+    return {
+        m["path"]: int(m["size"]) if m["size"] else None
+        for m in _PRODUCED.finditer(part)
+        if not m["path"].endswith(("/no", "dir/no"))
+    }
+
+
+@pytest.mark.parametrize("case", sorted(RECORD_CASES), ids=lambda case: f"{case[0]}:{case[1]}")
+def test_record_file_replies_and_files_match_the_recording(
+    case: tuple[str, str], run_dir: Path
+) -> None:
+    transcript = record_runs(case[0])[case[1]]
+    (run_dir / "recordings").mkdir()
+    (run_dir / "data" / "sounds").mkdir(parents=True)
+    call = call_like(transcript, run_dir, keys=RECORD_CASES[case], data_dir=run_dir / "data")
+
+    received, result = replay_fastagi(transcript, call, run_dir)
+
+    assert normalise(received) == normalise(transcript.received)
+    assert result.status == _FINAL_STATUS.search(transcript.text)["status"]  # type: ignore[index]
+    files = produced(transcript)
+    assert files, "the recording lists the files it produced"
+    headers = [m["hex"] for m in _HEADER.finditer(transcript.text)]
+    for path, size in files.items():
+        made = run_dir / path
+        if size is None:
+            assert not made.exists()
+            continue
+        assert made.stat().st_size == size
+        if path.endswith(".wav"):
+            assert made.read_bytes()[:44].hex() == headers.pop(0)
+    assert sorted(r.path for r in result.recordings) == sorted(
+        run_dir / p for p, s in files.items() if s is not None
+    )
+
+
+def test_record_file_hang_up_sends_hangup_after_the_reply_in_its_own_segment(
+    run_dir: Path,
+) -> None:
+    transcript = record_runs("record_04_caller_hangup")["hang"]
+    (run_dir / "recordings").mkdir()
+    call = call_like(transcript, run_dir, keys=RECORD_CASES[("record_04_caller_hangup", "hang")])
+
+    _, result = replay_fastagi(transcript, call, run_dir)
+
+    chunks = [chunk for side, chunk in result.wire if side == "RX"]
+    reply = chunks.index(b"200 result=-1 (hangup) endpos=25280\n")
+    assert chunks[reply + 1] == b"HANGUP\n"
+    assert result.hung_up
+
+
+def test_record_file_beep_is_played_unless_the_slot_says_silence(tmp_path: Path) -> None:
+    def commands(*lines: str) -> list[str]:
+        def script(conn: socket.socket) -> None:
+            with AGIChannel.from_socket(conn, env_timeout=5) as channel:
+                for line in lines:
+                    channel.send_command(line)
+                    channel.get_result()
+
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            handle = in_thread(
+                EmulatedCall(keys=["#"] * len(lines)).run_fastagi, server.getsockname()
+            )
+            conn, _ = server.accept()
+            script(conn)
+        return handle.result(timeout=5).prompts
+
+    path = tmp_path / "m"
+    assert commands(f"RECORD FILE {path} wav # 1000 0 BEEP s=3") == ["beep"]
+    assert commands(f"RECORD FILE {path} wav # 1000 0 s=3") == []
+    assert commands(f"RECORD FILE {path} wav # 1000") == []
+
+
+def test_agi_record_file_reads_every_recorded_ending(run_dir: Path) -> None:
+    """The adapter's record_file against the emulator, for each way a recording ends."""
+    (run_dir / "recordings").mkdir()
+    target = str(run_dir / "recordings" / "m")
+    answers = [
+        Speech("#", seconds=2),
+        Speech(seconds=2),
+        Speech(seconds=200),
+        Speech("5", seconds=1, silent=False),
+        Speech(seconds=3.16, hangs_up=True),
+    ]
+    ended = []
+
+    def script(conn: socket.socket) -> None:
+        with AGIChannel.from_socket(conn, env_timeout=5) as channel:
+            for _ in answers:
+                ended.append(channel.record_file(target, max_ms=120_000, silence_s=3))
+            ended.append(channel.hung_up)
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        handle = in_thread(EmulatedCall(keys=answers).run_fastagi, server.getsockname())
+        conn, _ = server.accept()
+        script(conn)
+    result = handle.result(timeout=5)
+
+    assert [(r.ended_by, r.endpos, r.digit) for r in ended[:-1]] == [
+        ("dtmf", 16000 - 1600, "#"),
+        ("timeout", 16000 + 7520, ""),
+        ("timeout", 960_000, ""),
+        ("timeout", 8000, ""),  # "5" is no escape digit: the maximum ends it
+        ("hangup", 25280, ""),
+    ]
+    assert ended[-1] is True
+    assert result.commands[0] == f'RECORD FILE {target} wav "#" 120000 0 BEEP s=3'
+
+
+def test_agi_record_file_into_a_missing_directory_is_writefile(tmp_path: Path) -> None:
+    found = []
+
+    def script(conn: socket.socket) -> None:
+        with AGIChannel.from_socket(conn, env_timeout=5) as channel:
+            found.append(channel.record_file(str(tmp_path / "no" / "such" / "m")))
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        handle = in_thread(EmulatedCall(keys=["#"]).run_fastagi, server.getsockname())
+        conn, _ = server.accept()
+        script(conn)
+    result = handle.result(timeout=5)
+
+    assert found[0].ended_by == "writefile" and not found[0].written
+    assert result.status == "FAILURE"
+    assert not (tmp_path / "no").exists()

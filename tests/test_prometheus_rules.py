@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from onerpa.metrics import DatabaseCollector, ProcessMetrics
+from onerpa.agents import Line
+from onerpa.metrics import DatabaseCollector, LineCollector, ProcessMetrics
 from onerpa.recorder import CallRecorder
+from onerpa.settings import Settings
 from onerpa.timing import Targets
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -61,6 +63,9 @@ def exported_names(engine: Engine) -> set[str]:
     metrics.watch_recorder(recorder)
     metrics.decisions.labels("closed")
     metrics.agi_errors.labels("call", "exception")
+    LineCollector(
+        lambda: Line("onerpa-support", "not_configured"), Settings().calendar, registry=site
+    )
     text = generate_latest(site).decode() + generate_latest(process).decode()
     recorder.close()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}

@@ -60,6 +60,15 @@ CALL_FLOW_PROMPTS = [
     "onerpa-goodbye",
     "onerpa-queue-busy",
     "onerpa-connecting-fallback",
+    "onerpa-busy-message",
+    "onerpa-message-offer",
+    "onerpa-message-record",
+    "onerpa-message-saved",
+    "onerpa-message-empty",
+    "onerpa-message-failed",
+    "onerpa-message-callback",
+    "onerpa-message-contacts",
+    "onerpa-message-write",
 ]
 
 
@@ -114,7 +123,14 @@ def test_shipped_prompts_give_the_default_address_spelled_for_the_listener() -> 
 
 
 @pytest.mark.parametrize(
-    "name", ["onerpa-closed-email", "onerpa-queue-busy", "onerpa-refused", "onerpa-not-customer"]
+    "name",
+    [
+        "onerpa-closed-email",
+        "onerpa-queue-busy",
+        "onerpa-refused",
+        "onerpa-not-customer",
+        "onerpa-message-write",
+    ],
 )
 def test_every_message_that_gives_the_address_promises_the_72_hour_answer(name: str) -> None:
     assert "{email}" in TABLE[name]

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 
 from ivr import speech
-from ivr.emulator import HANG_UP, CallResult, Hangup, Key
+from ivr.emulator import HANG_UP, CallResult, Hangup, Key, Speech
 from onerpa.settings import Settings
 from tests.conftest import BACKENDS, migrated_database
 from tests.flowkit import Line, support_line, with_sales
@@ -54,6 +54,7 @@ class Step:
     sales: bool = False
     step: str = ""  # the step stored with the call
     status: str = "abandoned_ivr"
+    recordings: str = "ok"  # "broken": the recordings folder cannot be created
 
     def __post_init__(self) -> None:
         if self.hangup is None and HANG_UP not in self.keys:
@@ -68,8 +69,8 @@ STEPS = [
     Step("closed: e-mail", speech.CLOSED_EMAIL, ENTITLED, at=SATURDAY_10, step="closed"),
     Step("closed: short day", speech.SHORT_DAY, ENTITLED, at=SHORT_DAY_1630, step="closed"),
     Step("closed: weekly hours", speech.HOURS, ENTITLED, at=SATURDAY_10, step="closed"),
-    Step("number withheld", speech.NUMBER_WITHHELD, STRANGER, step="enter_number"),
-    Step("number unknown", speech.NUMBER_UNKNOWN, UNKNOWN_NUMBER, step="enter_number"),
+    Step("number withheld", speech.NUMBER_WITHHELD, STRANGER, step="identify"),
+    Step("number unknown", speech.NUMBER_UNKNOWN, UNKNOWN_NUMBER, step="identify"),
     Step("enter number, 1st try", speech.ENTER_NUMBER, STRANGER, step="enter_number"),
     Step("number not found", speech.NUMBER_NOT_FOUND, STRANGER, ["999#"], step="enter_number"),
     Step(
@@ -91,6 +92,29 @@ STEPS = [
     Step("sales offer", speech.SALES_OFFER, NOT_ENTITLED, sales=True, step="not_entitled"),
     Step("bug flagged, lapsed", speech.BUG_FLAGGED, NOT_ENTITLED, ["1"], step="not_entitled"),
     Step("buy updates", speech.BUY_UPDATES, NOT_ENTITLED, [""], step="not_entitled"),
+    # Voice messages: the offer, the goodbye, the instructions, the beep, the confirmations.
+    Step("message offer", speech.MESSAGE_OFFER, ENTITLED, [HANG_UP], at=SATURDAY_10,
+         step="closed"),
+    Step("goodbye", speech.GOODBYE, ENTITLED, [""], at=SATURDAY_10, step="closed"),
+    Step("message instructions", speech.MESSAGE_RECORD, ENTITLED, ["1"], at=SATURDAY_10,
+         step="closed"),
+    Step("at the beep", "beep", ENTITLED, ["1", HANG_UP], at=SATURDAY_10, step="closed"),
+    Step("message saved", speech.MESSAGE_SAVED, ENTITLED, ["1", Speech("#", seconds=2)],
+         at=SATURDAY_10, step="closed"),
+    Step("message empty", speech.MESSAGE_EMPTY, ENTITLED, ["1", "#"], at=SATURDAY_10,
+         step="closed"),
+    Step("message failed", speech.MESSAGE_FAILED, ENTITLED, ["1"], at=SATURDAY_10,
+         step="closed", recordings="broken"),
+    Step("message: call back", speech.MESSAGE_CALLBACK, ENTITLED, ["1", Speech("#", seconds=2)],
+         at=SATURDAY_10, step="closed"),
+    Step("message: contacts", speech.MESSAGE_CONTACTS, STRANGER, ["1", Speech("#", seconds=2)],
+         at=SATURDAY_10, step="closed"),
+    Step("message: write", speech.MESSAGE_WRITE, STRANGER, ["1", "#"], at=SATURDAY_10,
+         step="closed"),
+    Step("message offer, not entitled", speech.MESSAGE_OFFER, NOT_ENTITLED, ["", HANG_UP],
+         step="not_entitled"),
+    Step("message offer, not a customer", speech.MESSAGE_OFFER, STRANGER, ["", "12#", HANG_UP],
+         step="enter_number"),
 ]  # fmt: skip
 AFTER_ROUTING = [
     # The last command sets ONERPA_ROUTE. A caller gone by then never reached the queue:
@@ -112,14 +136,19 @@ def module_engine(
 
 
 @pytest.fixture(scope="module")
-def line(module_engine: Engine) -> Iterator[Line]:
+def line(module_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
+    folder = tmp_path_factory.mktemp("recordings")
+    (folder / "broken").write_text("a file where the recordings folder should be")
     with support_line(module_engine, THURSDAY_11) as support:
+        support.recordings = folder  # type: ignore[attr-defined]
         yield support
 
 
 def _ring(line: Line, case: Step) -> CallResult:
     line.clock.now = case.at
-    line.services.settings = with_sales(Settings()) if case.sales else Settings()
+    folder = line.recordings / case.recordings  # type: ignore[attr-defined]
+    settings = replace(Settings(), recordings_dir=str(folder))
+    line.services.settings = with_sales(settings) if case.sales else settings
     try:
         return line.call(case.caller, keys=case.keys, hangup=case.hangup)
     finally:
@@ -183,4 +212,6 @@ def test_every_prompt_of_the_flow_has_a_hang_up_case() -> None:
     played = {getattr(speech, name) for name in used}
     played |= {speech.CLOSED, speech.SHORT_DAY, speech.NEXT_OPEN, speech.HOURS}
     played |= {speech.CLOSED_EMAIL}  # speech.closed_message
+    played |= {speech.MESSAGE_SAVED, speech.MESSAGE_EMPTY, speech.MESSAGE_FAILED}
+    played |= {speech.MESSAGE_CALLBACK, speech.MESSAGE_CONTACTS, speech.MESSAGE_WRITE}
     assert played <= {case.prompt for case in STEPS}

@@ -10,10 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 
+from dashboard.testing import add_user
 from ivr.emulator import AgentAnswer, EmulatedCall, answer_in_queue
 from onerpa.demo import load_demo
-from onerpa.models import Call, CallEvent
+from onerpa.models import Call, CallEvent, SupportRequest
 from onerpa_support.cli import main
 from tests.flowkit import Line, support_line
 
@@ -24,6 +26,17 @@ ENTITLED = "+7 495 123-45-67"  # a demo customer in the first year: queued
 S = timedelta(seconds=1)
 PLAYED_AGENT = ["--agent", "PJSIP/101", "--wait", "5", "--talk", "200", "--hangup", "agent"]
 PRIVATE = "Симуляция частная"
+
+
+def add_agent(engine: Engine) -> None:
+    """Anna, whose phone is PJSIP/101: the dashboard adds her to the queue as «Agent 101»."""
+    with Session(engine) as session, session.begin():
+        add_user(session, "anna", interface="PJSIP/101", member_name="Agent 101")
+
+
+def load_line(engine: Engine) -> None:
+    load_demo(engine)
+    add_agent(engine)
 
 
 def database_env(engine: Engine) -> dict[str, str]:
@@ -55,7 +68,7 @@ def advance(line: Line, seconds: float) -> None:
 
 @pytest.mark.parametrize("agent", [[], PLAYED_AGENT], ids=["ivr", "with-agent"])
 def test_private_simulation_records_no_call_and_says_so(engine: Engine, agent: list[str]) -> None:
-    load_demo(engine)
+    load_line(engine)
     output = simulate(
         "--from", ENTITLED, "--at", AT, "--digits", "2", *agent, env=database_env(engine)
     )
@@ -66,7 +79,7 @@ def test_private_simulation_records_no_call_and_says_so(engine: Engine, agent: l
 
 
 def test_private_simulation_plays_the_agent_without_waiting(engine: Engine) -> None:
-    load_demo(engine)
+    load_line(engine)
     output = simulate(
         "--from", ENTITLED, "--at", AT, "--digits", "2", *PLAYED_AGENT, env=database_env(engine)
     )
@@ -78,7 +91,7 @@ def test_private_simulation_plays_the_agent_without_waiting(engine: Engine) -> N
 
 
 def test_json_report_keeps_english_keys_and_tells_the_agent_side(engine: Engine) -> None:
-    load_demo(engine)
+    load_line(engine)
     output = simulate(
         "--from", ENTITLED, "--at", AT, "--digits", "2", *PLAYED_AGENT, "--json",
         env=database_env(engine),
@@ -103,7 +116,7 @@ def test_json_report_keeps_english_keys_and_tells_the_agent_side(engine: Engine)
 
 
 def test_agent_of_a_call_not_queued_is_reported_as_not_answering(engine: Engine) -> None:
-    load_demo(engine)
+    load_line(engine)
     output = simulate(
         "--from", "+7 999 555-00-13", "--at", AT, "--agent", "PJSIP/101",
         env=database_env(engine),
@@ -121,6 +134,7 @@ def test_agent_options_without_an_agent_are_refused() -> None:
 @pytest.mark.parametrize("ender", ["caller", "agent"])
 def test_played_agent_is_recorded_with_its_wait_talk_and_ender(engine: Engine, ender: str) -> None:
     with support_line(engine, T) as line:
+        add_agent(engine)
         call = EmulatedCall(caller=ENTITLED, keys=["2"])
         result = call.run_fastagi(line.address)
         answer = AgentAnswer("PJSIP/101", "Agent 101", wait=5, talk=200, hung_up_by=ender)  # type: ignore[arg-type]
@@ -144,9 +158,11 @@ def test_played_agent_is_recorded_with_its_wait_talk_and_ender(engine: Engine, e
 
 def test_simulate_call_plays_the_agent_on_a_running_server(engine: Engine) -> None:
     with support_line(engine, T) as line:
+        add_agent(engine)
         output = simulate(
             "--server", f"127.0.0.1:{line.server.port}", "--from", ENTITLED, "--digits", "2",
             "--agent", "PJSIP/101", "--wait", "0", "--talk", "0", "--hangup", "caller",
+            env=database_env(engine),  # where the agent's name is looked up
         )  # fmt: skip
         assert line.services.recorder.flush()
         with engine.connect() as conn:
@@ -155,3 +171,36 @@ def test_simulate_call_plays_the_agent_on_a_running_server(engine: Engine) -> No
     assert "трубку положил звонящий" in output
     assert PRIVATE not in output
     assert (row.status, row.agent_interface, row.ended_by) == ("completed", "PJSIP/101", "caller")
+
+
+def test_private_simulation_leaves_a_voice_message_out_of_hours(engine: Engine) -> None:
+    load_line(engine)
+    env = database_env(engine)
+    saturday = "2026-11-28T10:00+03:00"
+
+    output = simulate(
+        "--from", ENTITLED, "--at", saturday, "--digits", "1", "--message", "4", env=env
+    )
+    report = json.loads(
+        simulate(
+            "--from", ENTITLED, "--at", saturday, "--digits", "1", "--message", "3",
+            "--message-end", "hangup", "--json", env=env,
+        )
+    )  # fmt: skip
+
+    assert "[onerpa-message-saved] Сообщение записано." in output
+    assert "Записано сообщение: 3,8 с" in output  # 4 s less the 200 ms before the "#"
+    assert [item["prompt"] for item in report["heard"]][-2:] == ["onerpa-message-record", "beep"]
+    assert report["recordings"][0]["seconds"] == 3.0
+    assert stored_rows(engine) == (0, 0)  # private: the line's records untouched
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(SupportRequest)) == 0
+
+
+def test_an_interface_no_staff_user_has_is_named_as_itself(engine: Engine) -> None:
+    load_demo(engine)
+    output = simulate(
+        "--from", ENTITLED, "--at", AT, "--digits", "2", "--agent", "PJSIP/109",
+        env=database_env(engine),
+    )  # fmt: skip
+    assert "Агент PJSIP/109 (PJSIP/109) ответил" in output

@@ -152,13 +152,58 @@
     return tr;
   }
 
+  // Callers waiting for a call-back, each in its place among the callers waiting in the
+  // queue: before the first waiting call that started waiting after it arrived. Their timer
+  // is a wait, counted from that place.
+  function callbackRow(item) {
+    var tr = el("tr", "call callback-request");
+    tr.setAttribute("data-request-id", item.id);
+    var first = el("td", "col-timer");
+    var box = el("span", "timer");
+    box.setAttribute("data-started-ms", item.place_ms);
+    box.setAttribute("data-phase", "wait");
+    box.appendChild(el("span", "timer-value", ""));
+    box.appendChild(el("span", "timer-phase", "ждёт перезвона"));
+    first.appendChild(box);
+    first.appendChild(link(item.url, "Перезвонить", "status"));
+    tr.appendChild(first);
+    var caller = el("td", "caller");
+    caller.appendChild(el("div", "caller-number", item.caller || "номер скрыт"));
+    tr.appendChild(caller);
+    tr.appendChild(el("td", "customer", item.organisation || "не опознан"));
+    var note = el("td", "decision");
+    note.setAttribute("colspan", "4");
+    note.textContent = "Просит перезвонить, очередь сохранена" +
+      (item.attempts ? " · попыток: " + item.attempts : "");
+    tr.appendChild(note);
+    return tr;
+  }
+
+  function placeCallbacks(body, callbacks) {
+    callbacks.forEach(function (item) {
+      var rows = body.querySelectorAll("tr");
+      var after = null;
+      for (var i = 0; i < rows.length; i++) {
+        var timerNode = rows[i].querySelector("[data-started-ms]");
+        if (!timerNode || timerNode.getAttribute("data-phase") !== "wait") { continue; }
+        if (Number(timerNode.getAttribute("data-started-ms")) > item.place_ms) {
+          body.insertBefore(callbackRow(item), rows[i]);
+          return;
+        }
+        after = rows[i];
+      }
+      body.insertBefore(callbackRow(item), after ? after.nextSibling : null);
+    });
+  }
+
   function drawBoard(data) {
     var body = document.getElementById("live-rows");
     var rows = document.createDocumentFragment();
     data.calls.forEach(function (call) { rows.appendChild(row(call)); });
     body.replaceChildren(rows);
+    placeCallbacks(body, data.callbacks || []);
     document.getElementById("live-count").textContent = "(" + data.calls.length + ")";
-    document.getElementById("live-empty").hidden = data.calls.length > 0;
+    document.getElementById("live-empty").hidden = body.children.length > 0;
   }
 
   function card(call) {
@@ -255,3 +300,101 @@
   poll();
   window.setInterval(tick, 500);
 })();
+
+// The queue and the agents (the board's "Очередь и агенты" panel), live from Asterisk over
+// AMI through /api/line. Separate from the calls above: its own poll, its own failures.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("line");
+  if (!root) { return; }
+  var url = root.getAttribute("data-url");
+  var pollMs = parseInt(root.getAttribute("data-poll-ms"), 10) || 2000;
+  var offsetMs = 0;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+
+  function clock(seconds) {
+    var s = Math.max(0, Math.floor(seconds));
+    var m = Math.floor(s / 60);
+    var r = s % 60;
+    return m + ":" + (r < 10 ? "0" + r : r);
+  }
+
+  function since(ms) {
+    return clock((Date.now() + offsetMs - ms) / 1000);
+  }
+
+  function callerRow(caller) {
+    var tr = el("tr", "caller");
+    tr.setAttribute("data-wait-state", caller.wait_state);
+    tr.appendChild(el("td", "position", caller.position));
+    var who = el("td", "caller-number", caller.number);
+    if (caller.name) { who.appendChild(el("span", "caller-name muted", " " + caller.name)); }
+    tr.appendChild(who);
+    tr.appendChild(el("td", "timer timer-" + caller.wait_state, clock(caller.wait_seconds)));
+    return tr;
+  }
+
+  function agentRow(agent) {
+    var tr = el("tr", "agent state-" + agent.state);
+    tr.setAttribute("data-state", agent.state);
+    tr.setAttribute("data-interface", agent.interface);
+    tr.appendChild(el("td", "agent-name", agent.name));
+    var state = el("td", "agent-state", agent.state_label);
+    if (agent.reason) { state.appendChild(el("span", "agent-reason", " · " + agent.reason.label)); }
+    if (agent["with"]) { state.appendChild(el("span", "agent-with", " · " + agent["with"])); }
+    tr.appendChild(state);
+    tr.appendChild(el("td", "agent-since", agent.since_ms ? since(agent.since_ms) : ""));
+    return tr;
+  }
+
+  function draw(data) {
+    offsetMs = data.now_ms - Date.now();
+    var error = document.getElementById("line-error");
+    var callers = document.getElementById("line-callers");
+    var agents = document.getElementById("line-agents");
+    root.setAttribute("data-ok", data.ok ? "yes" : "no");
+    error.hidden = data.ok;
+    error.textContent = data.ok ? "" : data.error_text;
+    callers.replaceChildren();
+    agents.replaceChildren();
+    if (!data.ok) {
+      document.getElementById("line-summary").textContent = "";
+      document.getElementById("line-empty").hidden = true;
+      return;
+    }
+    data.callers.forEach(function (c) { callers.appendChild(callerRow(c)); });
+    data.agents.forEach(function (a) { agents.appendChild(agentRow(a)); });
+    document.getElementById("line-empty").hidden = data.callers.length > 0;
+    var s = data.summary;
+    var text = "ждут: " + s.waiting + " · дольше всех: " + clock(s.longest_wait_seconds) +
+      " · свободных агентов: " + s.free_agents;
+    if (s.callers_per_free_agent !== null) { text += " · звонящих на свободного: " + s.callers_per_free_agent; }
+    var summary = document.getElementById("line-summary");
+    summary.textContent = text;
+    summary.setAttribute("data-longest-state", s.longest_wait_state);
+  }
+
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.json();
+      })
+      .then(draw)
+      .catch(function () {
+        var error = document.getElementById("line-error");
+        error.hidden = false;
+        error.textContent = "Нет связи с панелью: данные могут быть устаревшими.";
+      })
+      .finally(function () { window.setTimeout(poll, pollMs); });
+  }
+
+  poll();
+}());

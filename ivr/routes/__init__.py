@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ivr import dialplan
 from ivr.agi import AGIChannel
-from ivr.routes import agent_connect, call, hangup
+from ivr.routes import agent_connect, call, callback, callback_request, hangup
 from ivr.services import Services
 
 Route = Callable[[AGIChannel, Services], None]
@@ -15,4 +15,6 @@ ROUTES: dict[str, Route] = {
     dialplan.SCRIPT_CALL: call.run,
     dialplan.SCRIPT_AGENT_CONNECT: agent_connect.run,
     dialplan.SCRIPT_HANGUP: hangup.run,
+    dialplan.SCRIPT_CALLBACK_REQUEST: callback_request.run,
+    dialplan.SCRIPT_CALLBACK: callback.run,
 }

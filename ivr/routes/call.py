@@ -10,13 +10,14 @@ import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ivr import dialplan, speech
-from ivr.agi import AGIChannel, AGIError, AGIHangup
+from ivr.agi import AGIChannel, AGIError, AGIHangup, Recorded
 from ivr.dialplan import Route, Topic
 from ivr.lookup import Budget, DirectoryUnavailable
 from ivr.services import Services
-from onerpa import entitlement, evidence, hours
+from onerpa import entitlement, evidence, hours, requests
 from onerpa.callstatus import CallStatus, EndedBy
 from onerpa.directory import CustomerCard
 from onerpa.entitlement import Reason
@@ -28,6 +29,10 @@ DECISION_CLOSED = "closed"
 DECISION_DEGRADED = "degraded"
 TOPIC_KEYS = {"1": Topic.BUG, "2": Topic.HOWTO, "3": Topic.LICENSING}
 MENU_TIMEOUT_MS = 5000
+MESSAGE_KEY = "1"
+MESSAGE_ESCAPE = "#"
+MESSAGE_SILENCE_SECONDS = 3
+RECORD_RATE = 8000  # samples per second of a WAV recording (RECORD FILE's endpos)
 _SUMMARY_LIMIT = 250
 TOPIC_LABELS = {
     Topic.BUG: "критическая ошибка",
@@ -64,6 +69,7 @@ class CallLog:
         env = channel.env
         raw = env.get("agi_callerid", "")
         self.e164 = normalize(raw)
+        self.callerid_raw = raw
         # The rules that depend on the moment (hours above all) hold from here to the end.
         self.arrived_at = services.clock()
         self.record(
@@ -247,7 +253,7 @@ def _closed(
     opening = status.next_opening.astimezone(calendar.zone) if status.next_opening else None
     for prompt in speech.closed_message(local, opening, hours.closed_early(calendar, local)):
         channel.play(prompt)
-    return Outcome(
+    outcome = Outcome(
         Route.CLOSED,
         DECISION_CLOSED,
         "Звонок вне часов работы",
@@ -255,6 +261,7 @@ def _closed(
         identified_by="caller_id" if card else None,
         evidence=_rule_evidence(DECISION_CLOSED, call.arrived_at, day),
     )
+    return offer_message(channel, services, call, outcome)
 
 
 def _identify(
@@ -325,7 +332,7 @@ def _apply_rules(
     )
     if decision.reason is Reason.UNKNOWN_CALLER:
         channel.play(speech.NOT_CUSTOMER)
-        return replace(base, route=Route.UNKNOWN)
+        return offer_message(channel, services, call, replace(base, route=Route.UNKNOWN))
     if decision.reason is Reason.REFUSED_ETIQUETTE:
         call.reached("refused")
         channel.play(speech.REFUSED)
@@ -381,7 +388,7 @@ def _not_entitled(
     if choice == "2" and sales:
         return replace(base, route=Route.SALES, topic=Topic.LICENSING)
     channel.play(speech.renewal(lapsed))
-    return replace(base, route=Route.NOT_ENTITLED)
+    return offer_message(channel, services, call, replace(base, route=Route.NOT_ENTITLED))
 
 
 def _menu(channel: AGIChannel, call: CallLog, prompts: list[str]) -> str:
@@ -394,6 +401,115 @@ def _menu(channel: AGIChannel, call: CallLog, prompts: list[str]) -> str:
     digits, _ = channel.get_data(prompts[-1], MENU_TIMEOUT_MS, 1)
     call.entered(digits)
     return digits
+
+
+def offer_message(
+    channel: AGIChannel, services: Services, call: CallLog, outcome: Outcome
+) -> Outcome:
+    """Offer a voice message to a caller the line cannot serve live; take it on "1"."""
+    if services.requests is None:  # nowhere to keep a message: promise none
+        channel.play(speech.GOODBYE)
+        return outcome
+    digits, _ = channel.get_data(speech.MESSAGE_OFFER, MENU_TIMEOUT_MS, 1)
+    call.entered(digits)
+    if digits != MESSAGE_KEY:
+        channel.play(speech.GOODBYE)
+        return outcome
+    take_message(channel, services, call, outcome)
+    return outcome
+
+
+def take_message(channel: AGIChannel, services: Services, call: CallLog, outcome: Outcome) -> None:
+    """Record the message, keep it as a request whatever happens, and confirm it.
+
+    A caller who hangs up at the beep, a disk that cannot take the file, an empty message:
+    each is still a request (the caller called and is owed an answer), only without sound.
+    """
+    assert services.requests is not None
+    settings = services.settings
+    path = requests.message_path(
+        settings.recordings_path, settings.calendar, call.arrived_at, call.call_ref
+    )
+    recorded: Recorded | None = None
+    problem = _prepare_folder(path.parent)
+    try:
+        channel.play(speech.MESSAGE_RECORD)
+        if not problem:
+            max_ms = int(settings.message_max.total_seconds() * 1000)
+            recorded = channel.record_file(
+                str(path), "wav", MESSAGE_ESCAPE, max_ms, silence_s=MESSAGE_SILENCE_SECONDS
+            )
+    except AGIHangup:
+        log.info("call %s: caller hung up before the recording", call.call_ref)
+    if recorded is not None and not recorded.written:
+        problem = "Asterisk не смог создать файл записи (writefile): нет места или прав на папку"
+    new = message_request(services, call, outcome, Path(f"{path}.wav"), recorded, problem)
+    services.requests.submit(new)
+    log.info("call %s: voice message kept (%s)", call.call_ref, new.recording_note or "записано")
+    if channel.hung_up:
+        # Kept; the call itself ends like any other hang-up in the menu.
+        raise AGIHangup("the caller hung up while leaving a message")
+    number_known = bool(call.e164)
+    for prompt in speech.message_confirmation(
+        new.recording_path is not None, bool(problem), number_known
+    ):
+        channel.play(prompt)
+
+
+def _prepare_folder(folder: Path) -> str:
+    """Create the day's folder (Asterisk creates none); return the problem, or ""."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        log.warning("recordings folder %s cannot be created: %s", folder, err)
+        return f"папку для записи не удалось создать ({err.strerror or err})"
+    return ""
+
+
+def message_request(
+    services: Services,
+    call: CallLog,
+    outcome: Outcome,
+    wav: Path,
+    recorded: Recorded | None,
+    problem: str,
+) -> requests.NewRequest:
+    """Return the request a message makes: who called, their entitlement then, the sound."""
+    seconds = recorded.endpos / RECORD_RATE if recorded is not None and recorded.written else None
+    has_sound = seconds is not None and seconds >= requests.MIN_RECORDING_SECONDS
+    note, recording_note = "", problem
+    if not problem and not has_sound:
+        missed = recorded is None or recorded.ended_by == "hangup"
+        note = requests.MISSED_CALL_NOTE if missed else ""
+        recording_note = (
+            "звонящий положил трубку, ничего не сказав" if missed else "сообщение пустое"
+        )
+        if recorded is not None:
+            wav.unlink(missing_ok=True)  # a header and no sound: nothing to keep
+    elif recorded is not None and recorded.ended_by == "error":
+        recording_note = "запись оборвалась: Asterisk сообщил об ошибке"
+    decision, explanation = _entitlement_then(call, outcome)
+    return requests.voice_message(
+        services.clock(),
+        call_ref=call.call_ref,
+        caller_e164=call.e164,
+        callerid_raw=stored_text(call.callerid_raw),
+        customer_id=outcome.card.customer_id if outcome.card else None,
+        decision=decision,
+        explanation=explanation,
+        recording_path=str(wav) if has_sound else None,
+        recording_seconds=seconds if has_sound else None,
+        recording_note=recording_note,
+        note=note,
+    )
+
+
+def _entitlement_then(call: CallLog, outcome: Outcome) -> tuple[str, str]:
+    """Return the caller's entitlement when they called (out of hours too, if known)."""
+    if outcome.route is Route.CLOSED and outcome.card is not None:
+        decided = entitlement.decide(outcome.card.records, call.arrived_at)
+        return decided.reason.value, f"{outcome.explanation}; {decided.explanation}"
+    return outcome.decision, outcome.explanation
 
 
 def _degraded(channel: AGIChannel, call: CallLog, day: entitlement.DayFact) -> Outcome:
