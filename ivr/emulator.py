@@ -456,6 +456,70 @@ def answer_in_queue(
     return QueueResult(answer, connect, ended)
 
 
+@dataclass
+class CallbackAsked:
+    """The waiting caller pressed 1 for a call-back: the exit context's AGI, then the end."""
+
+    wait: float
+    ask: CallResult
+    ended: CallResult | None  # the hang-up handler, when the request was accepted
+
+    @property
+    def accepted(self) -> bool:
+        return self.ask.variables.get(dialplan.VAR_CALLBACK) == dialplan.CALLBACK_ACCEPTED
+
+
+def ask_for_callback(
+    call: EmulatedCall,
+    result: CallResult,
+    address: tuple[str, int],
+    *,
+    wait: float,
+    lived: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CallbackAsked:
+    """Play a caller who waits ``wait`` seconds in the queue, then presses 1 for a call-back.
+
+    As Asterisk 22 and extensions.conf do: app_queue leaves the queue (EXITWITHKEY) to
+    ``[onerpa-queue-exit]`` on the caller's own channel, which runs the ``callback-request``
+    AGI with our call id; accepted, the dialplan thanks the caller and hangs up, and the
+    hang-up handler runs with the queue's variables (QUEUESTATUS is not set on this path).
+    """
+    sleep(wait)
+    known = result.variables
+    caller_uid = result.env.get("agi_uniqueid", "")
+    queue_times = {
+        "QUEUEWAIT": str(int(wait)),
+        "QUEUEWAIT_MS": str(int(wait * 1000)),
+        "ANSWEREDTIME": "0",
+        "ANSWEREDTIME_MS": "0",
+        "DIALEDTIME": str(int(lived + wait)),
+        "DIALEDTIME_MS": str(int((lived + wait) * 1000)),
+    }
+    ask = EmulatedCall(
+        caller=call.caller,
+        name=known.get(dialplan.VAR_SUMMARY) or call.name,
+        args=[known.get(dialplan.VAR_CALL_ID, "")],
+        dnid=call.dnid,
+        language=call.language,
+        channel=result.env.get("agi_channel", ""),
+        uniqueid=caller_uid,
+        linkedid=call.linkedid or caller_uid,
+        context="onerpa-queue-exit",
+        extension="callback",
+        priority=5,
+        answered=True,
+        variables={**known, **queue_times},
+        timeout=call.timeout,
+    ).run_fastagi(address, dialplan.SCRIPT_CALLBACK_REQUEST)
+    done = CallbackAsked(wait, ask, None)
+    if done.accepted:
+        done.ended = _hang_up(
+            call, result, address, hangup_source="dialplan/builtin", variables=queue_times
+        )
+    return done
+
+
 # Queue() returned because no member could take a call (queues.conf joinempty, leavewhenempty).
 NO_AGENTS_STATUSES = ("JOINEMPTY", "JOINUNAVAIL", "LEAVEEMPTY", "LEAVEUNAVAIL")
 BUSY_MESSAGE_SECONDS = 10.0  # onerpa-queue-busy, read at the speed of the rendered prompts

@@ -30,11 +30,13 @@ from ivr import dialplan
 from ivr.app import build_services, close_services
 from ivr.emulator import (
     AgentAnswer,
+    CallbackAsked,
     CallResult,
     EmulatedCall,
     QueueResult,
     Speech,
     answer_in_queue,
+    ask_for_callback,
 )
 from ivr.fastagi import FastAGIServer, start_in_thread
 from ivr.prompts import spoken_table
@@ -54,7 +56,7 @@ _LABELS = {
 }
 _ENDERS = {"caller": "звонящий", "agent": "агент"}
 
-Played = tuple[CallResult, QueueResult | None]
+Played = tuple[CallResult, QueueResult | CallbackAsked | None]
 
 
 @click.command("simulate-call")
@@ -98,6 +100,12 @@ Played = tuple[CallResult, QueueResult | None]
     show_default=True,
     help="How the message ends: # pressed, the caller falls silent, or hangs up.",
 )
+@click.option(
+    "--callback-after",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Press 1 for a call-back after this many seconds in the queue (instead of --agent).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate_command(
     caller: str,
@@ -112,6 +120,7 @@ def simulate_command(
     hung_up_by: Literal["caller", "agent"] | None,
     message_seconds: float | None,
     message_end: str,
+    callback_after: float | None,
     as_json: bool,
 ) -> None:
     """Place an emulated call through the real call flow and show what happens."""
@@ -119,14 +128,17 @@ def simulate_command(
     if server and moment:
         raise click.UsageError("--at не может перевести часы работающего сервера: уберите --server")
     answer = _agent_answer(agent, agent_name, wait, talk, hung_up_by)
+    if answer is not None and callback_after is not None:
+        raise click.UsageError("--callback-after и --agent исключают друг друга")
+    in_queue: AgentAnswer | float | None = callback_after if answer is None else answer
     keys: list[str | Speech] = list(digits)
     if message_seconds is not None:
         keys.append(message(message_seconds, message_end))
     call = EmulatedCall(caller=caller, name=name, keys=keys)
     if server:
-        result, queue = _play(call, _parse_address(server), answer, time.sleep)
+        result, queue = _play(call, _parse_address(server), in_queue, time.sleep)
     else:
-        result, queue = _run_private(call, moment, answer)
+        result, queue = _run_private(call, moment, in_queue)
     report = describe(result, queue=queue, answer=answer, private=not server)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
@@ -184,18 +196,21 @@ def member_name(interface: str) -> str:
 def _play(
     call: EmulatedCall,
     address: tuple[str, int],
-    answer: AgentAnswer | None,
+    in_queue: AgentAnswer | float | None,
     sleep: Callable[[float], None],
 ) -> Played:
-    """Play the call at ``address``; then, if it was queued, the agent's ``answer``."""
+    """Play the call at ``address``; then, if it was queued, what happens in the queue: an
+    agent's answer, or (seconds) the caller pressing 1 for a call-back after that wait."""
     started = time.monotonic()
     result = call.run_fastagi(address)
     if not result.connected:
         raise click.ClickException(f"по адресу {address[0]}:{address[1]} не отвечает FastAGI")
-    if answer is None or result.variables.get(dialplan.VAR_ROUTE) != dialplan.Route.QUEUE:
+    if in_queue is None or result.variables.get(dialplan.VAR_ROUTE) != dialplan.Route.QUEUE:
         return result, None
     lived = time.monotonic() - started
-    return result, answer_in_queue(call, result, address, answer, lived=lived, sleep=sleep)
+    if isinstance(in_queue, AgentAnswer):
+        return result, answer_in_queue(call, result, address, in_queue, lived=lived, sleep=sleep)
+    return result, ask_for_callback(call, result, address, wait=in_queue, lived=lived, sleep=sleep)
 
 
 class _ScriptedClock:
@@ -211,7 +226,9 @@ class _ScriptedClock:
         self.now += timedelta(seconds=seconds)
 
 
-def _run_private(call: EmulatedCall, moment: datetime | None, answer: AgentAnswer | None) -> Played:
+def _run_private(
+    call: EmulatedCall, moment: datetime | None, in_queue: AgentAnswer | float | None
+) -> Played:
     settings = load_settings()
     engine = open_database(settings)
     clock = _ScriptedClock(moment or datetime.now(UTC))
@@ -223,7 +240,7 @@ def _run_private(call: EmulatedCall, moment: datetime | None, answer: AgentAnswe
         start_in_thread(server)
         try:
             # No real waiting: the wait and the talk move the private server's clock.
-            played = _play(call, ("127.0.0.1", server.port), answer, clock.advance)
+            played = _play(call, ("127.0.0.1", server.port), in_queue, clock.advance)
             services.recorder.flush()
             if services.requests is not None:
                 services.requests.flush()
@@ -255,7 +272,7 @@ def _scratch_records() -> Iterator[Engine]:
 def describe(
     result: CallResult,
     *,
-    queue: QueueResult | None = None,
+    queue: QueueResult | CallbackAsked | None = None,
     answer: AgentAnswer | None = None,
     private: bool = False,
 ) -> dict[str, object]:
@@ -275,8 +292,17 @@ def describe(
         "recordings": [
             {"path": str(made.path), "seconds": made.seconds} for made in result.recordings
         ],
-        "agent": _agent_report(answer, queue),
+        "agent": _agent_report(answer, queue if isinstance(queue, QueueResult) else None),
+        "callback": _callback_report(queue) if isinstance(queue, CallbackAsked) else None,
         "private": private,
+    }
+
+
+def _callback_report(asked: CallbackAsked) -> dict[str, object]:
+    return {
+        "wait_seconds": asked.wait,
+        "accepted": asked.accepted,
+        "agi_status": asked.ask.status,
     }
 
 
@@ -317,6 +343,8 @@ def render(report: dict[str, object]) -> str:
         lines.append(f"Записано сообщение: {_seconds(item['seconds'])}, файл {item['path']}")
     if report["agent"]:
         lines += _render_agent(report["agent"], report["route"])  # type: ignore[arg-type]
+    if report["callback"]:
+        lines.append(_render_callback(report["callback"]))  # type: ignore[arg-type]
     if report["private"]:
         lines.append(
             "Симуляция частная: звонок прошёл по правилам на отдельном сервере, в журнал линии"
@@ -336,6 +364,15 @@ def _render_agent(agent: dict[str, object], route: object) -> list[str]:
         f"Разговор {_seconds(agent['talk_seconds'])}; трубку положил {ender}"
         f" (hangup: {agent['hangup_agi_status']}).",
     ]
+
+
+def _render_callback(asked: dict[str, object]) -> str:
+    pressed = f"Через {_seconds(asked['wait_seconds'])} в очереди звонящий нажал 1"
+    if asked["accepted"]:
+        outcome = "просьба перезвонить принята, место в очереди за ним сохранено"
+    else:
+        outcome = "перезвонить нельзя (номер скрыт или не годится), звонящий вернулся в очередь"
+    return f"{pressed}: {outcome} (callback-request: {asked['agi_status']})."
 
 
 def _seconds(value: object) -> str:

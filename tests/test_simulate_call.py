@@ -204,3 +204,59 @@ def test_an_interface_no_staff_user_has_is_named_as_itself(engine: Engine) -> No
         env=database_env(engine),
     )  # fmt: skip
     assert "Агент PJSIP/109 (PJSIP/109) ответил" in output
+
+
+def test_private_simulation_asks_for_a_call_back_and_records_nothing(engine: Engine) -> None:
+    load_line(engine)
+    output = simulate(
+        "--from", ENTITLED, "--at", AT, "--digits", "2", "--callback-after", "70",
+        env=database_env(engine),
+    )  # fmt: skip
+    assert "Через 70 с в очереди звонящий нажал 1: просьба перезвонить принята" in output
+    assert stored_rows(engine) == (0, 0)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(SupportRequest)) == 0
+
+
+def test_a_call_back_asked_for_on_a_running_server_keeps_the_callers_place(
+    engine: Engine,
+) -> None:
+    with support_line(engine, T) as line:
+        report = json.loads(
+            simulate(
+                "--server",
+                f"127.0.0.1:{line.server.port}",
+                "--from",
+                ENTITLED,
+                "--digits",
+                "2",
+                "--callback-after",
+                "0",
+                "--json",
+            )  # fmt: skip
+        )
+        assert line.services.recorder.flush()
+        with engine.connect() as conn:
+            call = conn.execute(select(Call.__table__)).one()
+            request = conn.execute(select(SupportRequest.__table__)).one()
+    assert report["callback"] == {"wait_seconds": 0.0, "accepted": True, "agi_status": "SUCCESS"}
+    assert (request.kind, request.status, request.call_id) == ("callback", "new", call.id)
+    assert request.place_at == call.arrived_at  # the call-back keeps the caller's arrival
+    assert request.caller_e164 == "+74951234567"
+
+
+def test_a_withheld_number_gets_no_call_back(engine: Engine) -> None:
+    load_line(engine)
+    output = simulate(
+        "--from", "", "--at", AT, "--digits", "100101#", "--digits", "2",
+        "--callback-after", "70", env=database_env(engine),
+    )  # fmt: skip
+    assert "перезвонить нельзя (номер скрыт или не годится), звонящий вернулся в очередь" in output
+
+
+def test_callback_after_and_agent_exclude_each_other() -> None:
+    result = CliRunner().invoke(
+        main, ["simulate-call", "--agent", "PJSIP/101", "--callback-after", "60"]
+    )
+    assert result.exit_code == 2
+    assert "--callback-after и --agent исключают друг друга" in result.output

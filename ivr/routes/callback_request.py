@@ -46,7 +46,10 @@ def run(channel: AGIChannel, services: Services) -> None:
             after_hours=settings.callback_after_hours,
         )
 
-    with services.directory.engine.begin() as conn:
+    # The request goes where the calls are recorded (a private simulation's scratch database
+    # too), once this call's own record is written: its arrival is the caller's place.
+    services.recorder.flush(2.0)
+    with services.recorder.engine.begin() as conn:
         request_id = callback.request_callback(
             conn,
             call_ref,
