@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, func, select
 
+from ivr.app import warm_up
 from ivr.emulator import CallResult, EmulatedCall, in_thread
 from onerpa.models import Call, CallEvent
 from tests.flowkit import support_line
@@ -51,6 +52,7 @@ def test_200_simultaneous_calls_are_each_routed_and_recorded_once(
     figures.backend(engine)
     caplog.set_level(logging.INFO)
     with support_line(engine, THURSDAY_11) as line:
+        warm_up(line.services)  # as the server does before it listens (ivr/cli.py)
         barrier = threading.Barrier(CALLS)
         wanted = [MIX[n % len(MIX)] for n in range(CALLS)]
         started = time.monotonic()
