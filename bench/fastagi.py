@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import socket
 import socketserver
 import statistics
@@ -49,8 +50,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ivr import dialplan, speech, workers
+from ivr import dialplan, prompts, speech, workers
 from ivr.emulator import EmulatedCall, EmulatorError
+from onerpa.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CALLER = "+7 495 123-45-67"  # onerpa.demo: entitled, free first year
@@ -496,6 +498,18 @@ def prepare_database(directory: Path) -> str:
     return url
 
 
+def prompts_for(env: dict[str, str], folder: Path) -> Path:
+    """Copy the prompts and render again the ones that say the hours of ``env`` (espeak-ng):
+    the server will not start with prompts that say other hours."""
+    shutil.copytree(prompts.DEFAULT_TABLE.parent, folder)
+    settings = Settings.from_env(env)
+    table = folder / prompts.DEFAULT_TABLE.name
+    prompts.regenerate(
+        table, folder / prompts.DEFAULT_OUT_DIR.name, values=prompts.values_for(settings)
+    )
+    return folder
+
+
 def line_env(url: str, metrics_port: int) -> dict[str, str]:
     """The environment of a line open around the clock, even on a holiday.
 
@@ -634,6 +648,7 @@ def run_all(options: Options, directory: Path) -> Report:
     """Set up, run every measurement, take everything down; return the figures."""
     report = Report(load=[os.getloadavg()[0]])
     env = line_env(prepare_database(directory), free_port())
+    env["ONERPA_PROMPTS_DIR"] = str(prompts_for(env, directory / "sounds"))
     generator = Generator()
     servers: list[Server] = []
     try:
