@@ -20,7 +20,7 @@ from onerpa.startup import load_settings, open_database
 
 @click.group("api-token")
 def api_token_group() -> None:
-    """Create, revoke and list the sync API's tokens (docs/api.md)."""
+    """Выпустить, отозвать и перечислить токены API синхронизации (docs/api.md)."""
 
 
 @api_token_group.command("create")
@@ -29,15 +29,18 @@ def api_token_group() -> None:
     "--scope",
     type=click.Choice([str(s) for s in tokens.Scope]),
     required=True,
-    help="read: read customers; write: also change them.",
+    help="read — читать клиентов; write — ещё и изменять.",
 )
 @click.option(
     "--expires",
     default="",
-    help="When it stops working: 2027-01-01 (00:00 Moscow time) or 2027-01-01T12:00+03:00.",
+    help=(
+        "Когда токен перестаёт действовать: 2027-01-01 (00:00 по Москве) "
+        "или 2027-01-01T12:00+03:00."
+    ),
 )
 def create_command(name: str, scope: str, expires: str) -> None:
-    """Create the token NAME (one per integration) and print it once."""
+    """Выпустить токен NAME (один на интеграцию) и показать его один раз."""
     expires_at = _moment(expires)
     engine = _open()
     try:
@@ -62,7 +65,7 @@ def create_command(name: str, scope: str, expires: str) -> None:
 @api_token_group.command("revoke")
 @click.argument("name")
 def revoke_command(name: str) -> None:
-    """Revoke the token NAME: its next request is refused."""
+    """Отозвать токен NAME: его следующий запрос будет отклонён."""
     engine = _open()
     try:
         with session_factory(engine).begin() as session:
@@ -77,7 +80,7 @@ def revoke_command(name: str) -> None:
 
 @api_token_group.command("list")
 def list_command() -> None:
-    """List every token: name, scope, created, expiry, state."""
+    """Перечислить токены: имя, права, выпуск, срок, состояние."""
     engine = _open()
     try:
         with session_factory(engine)() as session:

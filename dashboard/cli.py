@@ -24,11 +24,15 @@ log = logging.getLogger(__name__)
 @click.command("create-user")
 @click.argument("username")
 @click.argument("role", type=click.Choice(["agent", "supervisor"]))
-@click.option("--interface", default="", help="Queue member interface, e.g. PJSIP/101.")
-@click.option("--member-name", default="", help="Queue member name, if the queue uses one.")
-@click.option("--display-name", default="", help="Name shown in the dashboard.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--update", is_flag=True, help="Change an existing user (password, role, phone).")
+@click.option("--interface", default="", help="Интерфейс в очереди, например PJSIP/101.")
+@click.option(
+    "--member-name", default="", help="Имя участника очереди, если очередь его использует."
+)
+@click.option("--display-name", default="", help="Имя на панели.")
+@click.option("--password-stdin", is_flag=True, help="Прочитать пароль со стандартного ввода.")
+@click.option(
+    "--update", is_flag=True, help="Изменить существующего пользователя (пароль, роль, телефон)."
+)
 def create_user_command(
     username: str,
     role: str,
@@ -38,7 +42,7 @@ def create_user_command(
     password_stdin: bool,
     update: bool,
 ) -> None:
-    """Create a dashboard user (agent or supervisor) with a password."""
+    """Создать пользователя панели (агента или руководителя) с паролем."""
     from dashboard.users import UserError, create_user, find_user, update_user
 
     password = _read_password(password_stdin)
@@ -74,7 +78,7 @@ def create_user_command(
 @click.command("disable-user")
 @click.argument("username")
 def disable_user_command(username: str) -> None:
-    """Stop a user from signing in (their sessions end at their next request)."""
+    """Запретить пользователю вход (его сеансы кончатся при следующем запросе)."""
     from dashboard.users import find_user, update_user
 
     engine = open_database(load_settings())
@@ -87,10 +91,10 @@ def disable_user_command(username: str) -> None:
 
 
 @click.command("dashboard")
-@click.option("--host", default=None, help="Address to listen on [ONERPA_DASHBOARD_HOST].")
-@click.option("--port", type=int, default=None, help="Port [ONERPA_DASHBOARD_PORT, 8080].")
+@click.option("--host", default=None, help="Адрес, на котором слушать [ONERPA_DASHBOARD_HOST].")
+@click.option("--port", type=int, default=None, help="Порт [ONERPA_DASHBOARD_PORT, 8080].")
 def dashboard_command(host: str | None, port: int | None) -> None:
-    """Serve the agent and supervisor dashboard (needs ONERPA_SECRET_KEY)."""
+    """Запустить панель агентов и руководителей (нужен ONERPA_SECRET_KEY)."""
     from dashboard import create_app
     from dashboard.server import DashboardServer
 

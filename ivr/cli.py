@@ -31,10 +31,10 @@ STALL_MARGIN_SECONDS = 5.0  # past the look-up budget, the longest a route legit
 
 
 @click.command("fastagi")
-@click.option("--host", default=None, help="Address to listen on [ONERPA_FASTAGI_HOST].")
-@click.option("--port", type=int, default=None, help="Port [ONERPA_FASTAGI_PORT, 4573].")
+@click.option("--host", default=None, help="Адрес, на котором слушать [ONERPA_FASTAGI_HOST].")
+@click.option("--port", type=int, default=None, help="Порт [ONERPA_FASTAGI_PORT, 4573].")
 def fastagi_command(host: str | None, port: int | None) -> None:
-    """Run the FastAGI server for Asterisk."""
+    """Запустить сервер FastAGI для Asterisk."""
     settings = startup.load_settings()
     prompts.ensure_fit(settings)
     listen = startup.command_binding(settings, startup.FASTAGI, host, port)
@@ -152,19 +152,19 @@ def stall_limit(settings: Settings) -> float:
 
 
 @click.command("fastagi-health")
-@click.option("--host", default=None, help="FastAGI server address [ONERPA_FASTAGI_HOST].")
-@click.option("--port", type=int, default=None, help="Port [ONERPA_FASTAGI_PORT, 4573].")
+@click.option("--host", default=None, help="Адрес сервера FastAGI [ONERPA_FASTAGI_HOST].")
+@click.option("--port", type=int, default=None, help="Порт [ONERPA_FASTAGI_PORT, 4573].")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.1),
     default=HEALTH_TIMEOUT,
     show_default=True,
-    help="Seconds to wait for the answer.",
+    help="Сколько секунд ждать ответа.",
 )
 def fastagi_health_command(host: str | None, port: int | None, timeout: float) -> None:
-    """Check the FastAGI server with a real AGI request, as Asterisk makes one.
+    """Проверить сервер FastAGI настоящим запросом AGI, как его делает Asterisk.
 
-    Exit 0 when it answers (with or without its database), 1 when it does not.
+    Код 0, если сервер отвечает (с базой или без), 1 — если нет.
     """
     if host is None or port is None:
         settings = startup.load_settings()

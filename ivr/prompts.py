@@ -392,7 +392,7 @@ def add_studio_recording(
     type=click.Path(path_type=Path, dir_okay=False),
     default=DEFAULT_TABLE,
     show_default=True,
-    help="The prompt table.",
+    help="Таблица подсказок.",
 )
 @click.option(
     "--out",
@@ -400,21 +400,21 @@ def add_studio_recording(
     type=click.Path(path_type=Path, file_okay=False),
     default=DEFAULT_OUT_DIR,
     show_default=True,
-    help="Where the WAV files go.",
+    help="Куда класть файлы WAV.",
 )
-@click.option("--force", is_flag=True, help="Render every synthetic prompt again.")
+@click.option("--force", is_flag=True, help="Записать заново все синтезированные подсказки.")
 @click.option(
     "--studio",
     nargs=2,
     type=(str, click.Path(path_type=Path, exists=True)),
     default=None,
     metavar="NAME FILE",
-    help="Install FILE as the studio recording of prompt NAME instead.",
+    help="Вместо этого установить FILE как студийную запись подсказки NAME.",
 )
 def prompts_command(
     table: Path, out_dir: Path, force: bool, studio: tuple[str, Path] | None
 ) -> None:
-    """Render the voice prompts whose text or settings (hours, e-mail) changed."""
+    """Записать голосовые подсказки, у которых изменился текст или настройки (часы, адрес)."""
     values = values_for(load_settings())
     for tool in ("espeak-ng", "sox") if studio is None else ("sox",):
         if shutil.which(tool) is None:

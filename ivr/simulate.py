@@ -60,53 +60,63 @@ Played = tuple[CallResult, QueueResult | CallbackAsked | None]
 
 
 @click.command("simulate-call")
-@click.option("--from", "caller", default="", help="Caller ID, in any format (empty: anonymous).")
-@click.option("--name", default="", help="Caller ID name.")
-@click.option("--at", "at", default=None, help="Moment of the call, ISO 8601 with offset.")
-@click.option("--digits", multiple=True, help="What the caller types at each prompt, in order.")
-@click.option("--server", default=None, help="HOST:PORT of a running FastAGI server.")
-@click.option("--agent", default=None, help="Queue member interface that answers, e.g. PJSIP/101.")
-@click.option("--agent-name", default=None, help="Member name (default: from queues.conf).")
+@click.option("--from", "caller", default="", help="Номер звонящего в любом виде (пусто — скрыт).")
+@click.option("--name", default="", help="Имя звонящего (caller ID name).")
+@click.option("--at", "at", default=None, help="Момент звонка, ISO 8601 со смещением.")
+@click.option(
+    "--digits", multiple=True, help="Что звонящий набирает на каждой подсказке, по порядку."
+)
+@click.option("--server", default=None, help="HOST:PORT работающего сервера FastAGI.")
+@click.option(
+    "--agent",
+    default=None,
+    help="Интерфейс участника очереди, который отвечает, например PJSIP/101.",
+)
+@click.option(
+    "--agent-name",
+    default=None,
+    help="Имя участника очереди (по умолчанию — как у сотрудника с этим телефоном).",
+)
 @click.option(
     "--wait",
     type=click.FloatRange(min=0),
     default=None,
-    help=f"Seconds in the queue before the agent answers (default {DEFAULT_WAIT:g}).",
+    help=f"Секунд в очереди до ответа агента (по умолчанию {DEFAULT_WAIT:g}).",
 )
 @click.option(
     "--talk",
     type=click.FloatRange(min=0),
     default=None,
-    help=f"Seconds the agent and the caller talk (default {DEFAULT_TALK:g}).",
+    help=f"Секунд разговора агента со звонящим (по умолчанию {DEFAULT_TALK:g}).",
 )
 @click.option(
     "--hangup",
     "hung_up_by",
     type=click.Choice(["caller", "agent"]),
     default=None,
-    help="Who hangs up after the talk (default caller).",
+    help="Кто кладёт трубку после разговора (по умолчанию звонящий).",
 )
 @click.option(
     "--message",
     "message_seconds",
     type=click.FloatRange(min=0),
     default=None,
-    help="Leave a voice message of this many seconds at the beep (after --digits 1).",
+    help="Оставить после сигнала голосовое сообщение такой длины в секундах (после --digits 1).",
 )
 @click.option(
     "--message-end",
     type=click.Choice(["key", "silence", "hangup"]),
     default="key",
     show_default=True,
-    help="How the message ends: # pressed, the caller falls silent, or hangs up.",
+    help="Как кончается сообщение: нажата #, звонящий замолчал или положил трубку.",
 )
 @click.option(
     "--callback-after",
     type=click.FloatRange(min=0),
     default=None,
-    help="Press 1 for a call-back after this many seconds in the queue (instead of --agent).",
+    help="Через столько секунд в очереди нажать 1, чтобы перезвонили (вместо --agent).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Вывести результат в JSON.")
 def simulate_command(
     caller: str,
     name: str,
@@ -123,7 +133,7 @@ def simulate_command(
     callback_after: float | None,
     as_json: bool,
 ) -> None:
-    """Place an emulated call through the real call flow and show what happens."""
+    """Провести эмулированный звонок через настоящий сценарий и показать, что происходит."""
     moment = _parse_moment(at) if at else None
     if server and moment:
         raise click.UsageError("--at не может перевести часы работающего сервера: уберите --server")

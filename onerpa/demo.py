@@ -688,9 +688,9 @@ def _s(seconds: float) -> timedelta:
 
 
 @click.command("demo-data")
-@click.option("--no-demo-calls", is_flag=True, help="Do not add the month of past calls.")
+@click.option("--no-demo-calls", is_flag=True, help="Не добавлять месяц прошлых звонков.")
 def demo_data_command(no_demo_calls: bool) -> None:
-    """Fill the database with demo customers and a month of calls (again changes nothing)."""
+    """Заполнить базу демо-клиентами и месяцем звонков (повторный запуск ничего не меняет)."""
     settings = load_settings()
     engine = open_database(settings)
     try:

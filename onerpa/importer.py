@@ -812,9 +812,9 @@ def _upsert_subscriptions(
 
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
+@click.option("--skip-bad", is_flag=True, help="Загрузить верные строки, даже если есть ошибочные.")
 def import_command(file: Path, skip_bad: bool) -> None:
-    """Load customers from FILE.csv (columns: docs/import.md)."""
+    """Загрузить клиентов из FILE.csv (столбцы: docs/import.md)."""
     engine = open_database(load_settings())
     try:
         result = import_file(

@@ -115,10 +115,10 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 @click.command("requests")
-@click.option("--json", "json_output", is_flag=True, help="Print JSON (keys: docs/requests.md).")
-@click.option("--all", "show_all", is_flag=True, help="Closed requests too, newest first.")
+@click.option("--json", "json_output", is_flag=True, help="Вывести JSON (ключи: docs/requests.md).")
+@click.option("--all", "show_all", is_flag=True, help="И закрытые обращения, сначала новые.")
 def requests_command(json_output: bool, show_all: bool) -> None:
-    """List the open requests (call-backs, then voice messages) with their deadlines."""
+    """Показать открытые обращения (перезвоны, затем сообщения) и их сроки."""
     settings = startup.load_settings()
     engine = startup.open_database(settings)
     now = datetime.now(UTC)
@@ -139,7 +139,7 @@ def requests_command(json_output: bool, show_all: bool) -> None:
 
 @click.command("mail-requests")
 def mail_requests_command() -> None:
-    """Send the due request mail now (the FastAGI server also does it every 30 s)."""
+    """Отправить письма по обращениям сейчас (сервер FastAGI делает это каждые 30 с)."""
     settings = startup.load_settings()
     engine = startup.open_database(settings)
     loop = mail.MailLoop(engine, settings)
@@ -159,7 +159,7 @@ def mail_requests_command() -> None:
 
 @click.command("purge-recordings")
 def purge_recordings_command() -> None:
-    """Remove the recordings older than ONERPA_RECORDING_RETENTION_DAYS (personal data)."""
+    """Удалить записи старше ONERPA_RECORDING_RETENTION_DAYS (персональные данные)."""
     settings = startup.load_settings()
     engine = startup.open_database(settings)
     days = settings.recording_retention_days

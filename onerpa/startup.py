@@ -49,28 +49,28 @@ class Listener:
 
 
 FASTAGI = Listener(
-    "fastagi_port", "fastagi_host", "ONERPA_FASTAGI_PORT", "ONERPA_FASTAGI_HOST", "FastAGI port"
+    "fastagi_port", "fastagi_host", "ONERPA_FASTAGI_PORT", "ONERPA_FASTAGI_HOST", "Порт FastAGI"
 )
 DASHBOARD = Listener(
     "dashboard_port",
     "dashboard_host",
     "ONERPA_DASHBOARD_PORT",
     "ONERPA_DASHBOARD_HOST",
-    "Dashboard port",
+    "Порт панели",
 )
 METRICS = Listener(
     "metrics_port",
     "metrics_host",
     "ONERPA_METRICS_PORT",
     "ONERPA_METRICS_HOST",
-    "Port of /metrics for the calls",
+    "Порт /metrics со звонками",
 )
 FASTAGI_METRICS = Listener(
     "fastagi_metrics_port",
     "metrics_host",
     "ONERPA_FASTAGI_METRICS_PORT",
     "ONERPA_METRICS_HOST",
-    "Port of the FastAGI server's own /metrics, 0 = none",
+    "Порт собственных /metrics сервера FastAGI, 0 — не открывать",
 )
 ALL_PORTS = (FASTAGI, DASHBOARD, METRICS, FASTAGI_METRICS)
 

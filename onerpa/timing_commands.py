@@ -32,16 +32,19 @@ def _wait_for_signal(stop: threading.Event) -> None:
 
 
 @click.command("metrics")
-@click.option("--host", default=None, help="Address to listen on [ONERPA_METRICS_HOST].")
-@click.option("--port", type=int, default=None, help="Port [ONERPA_METRICS_PORT, 9464].")
+@click.option("--host", default=None, help="Адрес, на котором слушать [ONERPA_METRICS_HOST].")
+@click.option("--port", type=int, default=None, help="Порт [ONERPA_METRICS_PORT, 9464].")
 @click.option(
     "--sweep/--no-sweep",
     "with_sweep",
     default=False,
-    help="Also sweep stale calls (for classic AGI, where no FastAGI server does).",
+    help=(
+        "Также закрывать зависшие звонки "
+        "(для классического AGI, где этого не делает сервер FastAGI)."
+    ),
 )
 def metrics_command(host: str | None, port: int | None, with_sweep: bool) -> None:
-    """Export the site's call metrics (from the database) on /metrics."""
+    """Отдавать метрики звонков (из базы) на /metrics."""
     settings = startup.load_settings()
     listen = startup.command_binding(settings, startup.METRICS, host, port)
     startup.ensure_ports_free([listen])
@@ -68,7 +71,7 @@ def metrics_command(host: str | None, port: int | None, with_sweep: bool) -> Non
 
 @click.command("sweep")
 def sweep_command() -> None:
-    """Mark calls lost that stayed live longer than any real call could."""
+    """Пометить потерянными звонки, «живые» дольше любого настоящего."""
     settings = startup.load_settings()
     engine = startup.open_database(settings)
     marked = sweep.sweep(engine, _utcnow(), sweep.Limits.from_settings(settings))
@@ -77,13 +80,13 @@ def sweep_command() -> None:
 
 @click.command("queuelog")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--follow", is_flag=True, help="Keep reading as Asterisk writes, like tail -F.")
-@click.option("--queue", "queues", multiple=True, help="Queue to read [ONERPA_QUEUE].")
-@click.option("--all-queues", is_flag=True, help="Read the lines of every queue.")
+@click.option("--follow", is_flag=True, help="Читать дальше по мере записи Asterisk, как tail -F.")
+@click.option("--queue", "queues", multiple=True, help="Какую очередь читать [ONERPA_QUEUE].")
+@click.option("--all-queues", is_flag=True, help="Читать строки всех очередей.")
 def queuelog_command(
     path: Path | None, follow: bool, queues: tuple[str, ...], all_queues: bool
 ) -> None:
-    """Fill call times the hooks missed from Asterisk's queue_log [ONERPA_QUEUE_LOG]."""
+    """Дополнить времена звонков из queue_log Asterisk [ONERPA_QUEUE_LOG]."""
     settings = startup.load_settings()
     engine = startup.open_database(settings)
     path = path or Path(settings.queue_log)

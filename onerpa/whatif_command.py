@@ -149,26 +149,34 @@ def _rules(
 
 
 @click.command("what-if")
-@click.option("--hours", "hours_text", help="Hours as in ONERPA_HOURS: 'mon-fri 10:00-18:00'.")
+@click.option(
+    "--hours", "hours_text", help="Часы работы, как в ONERPA_HOURS: 'mon-fri 10:00-18:00'."
+)
 @click.option(
     "--free-months",
     type=click.IntRange(1, 120),
     default=whatif.FREE_MONTHS_AFTER_PURCHASE,
     show_default=True,
-    help="Free support term after a purchase, months.",
+    help="Срок бесплатной поддержки после покупки, месяцев.",
 )
-@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), help="First day [30 days ago].")
-@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Last day [today].")
-@click.option("--closed-dates", help="Extra days off, as ONERPA_CLOSED_DATES: 2026-12-31,...")
-@click.option("--working-dates", help="Extra working days, as ONERPA_WORKING_DATES.")
+@click.option(
+    "--from", "first", type=click.DateTime(["%Y-%m-%d"]), help="Первый день [30 дней назад]."
+)
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Последний день [сегодня].")
+@click.option(
+    "--closed-dates", help="Дополнительные выходные, как ONERPA_CLOSED_DATES: 2026-12-31,..."
+)
+@click.option("--working-dates", help="Дополнительные рабочие дни, как ONERPA_WORKING_DATES.")
 @click.option(
     "--limit",
     type=click.IntRange(0),
     default=whatif.DEFAULT_LIMIT,
     show_default=True,
-    help="Changed calls to list (all are counted).",
+    help="Сколько изменившихся звонков перечислить (считаются все).",
 )
-@click.option("--json", "as_json_", is_flag=True, help="Print JSON (stable English keys).")
+@click.option(
+    "--json", "as_json_", is_flag=True, help="Вывести JSON (ключи — постоянные английские коды)."
+)
 def what_if_command(
     hours_text: str | None,
     free_months: int,
@@ -179,7 +187,7 @@ def what_if_command(
     limit: int,
     as_json_: bool,
 ) -> None:
-    """Re-decide the recorded calls under other hours or free term; show what changes."""
+    """Заново решить записанные звонки при других часах или сроке; показать, что изменится."""
     settings = startup.load_settings()
     rules = _rules(settings.calendar, hours_text, closed_dates, working_dates, free_months)
     today = datetime.now(UTC).astimezone(rules.calendar.zone).date()

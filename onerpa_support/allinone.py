@@ -33,13 +33,13 @@ SIGN_INS_FILE = "demo-sign-ins.json"  # the demo passwords, kept between runs
 
 
 @click.command("run")
-@click.option("--no-demo", is_flag=True, help="Do not load the demo customers and users.")
+@click.option("--no-demo", is_flag=True, help="Не загружать демо-клиентов и демо-сотрудников.")
 @click.option(
-    "--no-demo-calls", is_flag=True, help="Do not add a month of past calls to the demo data."
+    "--no-demo-calls", is_flag=True, help="Не добавлять к демо-данным месяц прошлых звонков."
 )
 @port_options(*ALL_PORTS)
 def run_command(no_demo: bool, no_demo_calls: bool) -> None:
-    """Run the FastAGI server, the dashboard and /metrics together (demo set-up)."""
+    """Запустить вместе сервер FastAGI, панель и /metrics (демо)."""
     from dashboard import create_app
     from dashboard.server import serve_in_thread
 

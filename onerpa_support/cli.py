@@ -15,9 +15,11 @@ __all__ = ["load_settings", "main", "open_database"]
 
 
 @click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Писать отладочные сообщения (и шаги миграций)."
+)
 def main(verbose: bool) -> None:
-    """Call handling for the OneRPA technical-support line."""
+    """Обработка звонков линии технической поддержки OneRPA."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -34,7 +36,7 @@ def main(verbose: bool) -> None:
 
 @main.command()
 def migrate() -> None:
-    """Create or upgrade the database schema."""
+    """Создать или обновить схему базы данных."""
     settings = load_settings()
     engine = open_database(settings)
     click.echo(f"схема базы данных актуальна: {engine.url!r}")
